@@ -1,0 +1,256 @@
+//! Source text to JSON with positions: which text is valid JSON, the values it holds, where
+//! each key and value sits (1-based line:column), and which objects repeat a key.
+//!
+//! Two well-kept parsers share the work instead of a hand-written one:
+//! - `serde_json` is the authority on syntax and values. It is strict RFC 8259 (jsonc-parser
+//!   accepts comments, single-quoted strings and trailing commas, which AWS rejects), reports
+//!   line:column for every syntax error, and yields values exactly as the rest of Sagaflow
+//!   reads them (`preserve_order`, `float_roundtrip`).
+//! - `jsonc-parser`'s syntax tree of the same, already valid, text holds the byte range of
+//!   every key and value. Positions are only needed when something is reported, so they are
+//!   looked up by walking the tree along a JSON pointer on demand instead of being indexed
+//!   for every node: a valid definition pays one extra parse and no per-node allocation.
+//!
+//! The tree also reveals duplicate keys, which `serde_json` silently merges (last one wins).
+
+use std::collections::HashMap;
+
+use jsonc_parser::ast;
+use jsonc_parser::common::Ranged;
+use serde_json::Value;
+
+/// Which part of an object member a diagnostic points at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Focus {
+    /// The key (`"Next"` in `"Next": "A"`): for fields that should not be there.
+    Key,
+    /// The value: for fields whose value is wrong.
+    Value,
+}
+
+/// A syntax error, positioned.
+#[derive(Debug, Clone)]
+pub(crate) struct SyntaxError {
+    pub(crate) line: usize,
+    pub(crate) column: usize,
+    pub(crate) message: String,
+}
+
+/// A key that appears twice in one object.
+#[derive(Debug, Clone)]
+pub(crate) struct DuplicateKey {
+    /// Pointer to the member (the later occurrence).
+    pub(crate) pointer: String,
+    pub(crate) key: String,
+    /// Byte offset of the later occurrence's key.
+    pub(crate) offset: usize,
+    /// Byte offset of the first occurrence's key.
+    pub(crate) first_offset: usize,
+}
+
+/// The text of a definition with its syntax tree, for positions.
+#[derive(Debug)]
+pub(crate) struct Source<'t> {
+    text: &'t str,
+    /// Byte offset where each line starts.
+    line_starts: Vec<usize>,
+    /// `None` only if jsonc-parser rejected text that serde_json accepted; positions then
+    /// fall back to 1:1 rather than failing the compilation.
+    root: Option<ast::Value<'t>>,
+}
+
+impl<'t> Source<'t> {
+    /// Parse `text`; a syntax error is returned positioned.
+    pub(crate) fn parse(text: &'t str) -> Result<(Value, Source<'t>), SyntaxError> {
+        let line_starts = std::iter::once(0)
+            .chain(text.match_indices('\n').map(|(i, _)| i + 1))
+            .collect();
+        let value: Value = match serde_json::from_str(text) {
+            Ok(value) => value,
+            Err(err) => {
+                let source = Source { text, line_starts, root: None };
+                return Err(source.syntax_error(&err));
+            }
+        };
+        let root = jsonc_parser::parse_to_ast(
+            text,
+            &jsonc_parser::CollectOptions::default(),
+            &jsonc_parser::ParseOptions::default(),
+        )
+        .ok()
+        .and_then(|result| result.value);
+        Ok((value, Source { text, line_starts, root }))
+    }
+
+    fn syntax_error(&self, err: &serde_json::Error) -> SyntaxError {
+        // serde_json counts columns in bytes; people count characters.
+        let line = err.line().max(1);
+        let (line, column) = match self.line_starts.get(line - 1) {
+            Some(&start) => {
+                let offset = (start + err.column().saturating_sub(1)).min(self.text.len());
+                self.line_column(offset)
+            }
+            None => (line, err.column().max(1)),
+        };
+        let full = err.to_string();
+        let message = match full.rfind(" at line ") {
+            Some(cut) => full[..cut].to_string(),
+            None => full,
+        };
+        SyntaxError { line, column, message: format!("invalid JSON: {message}") }
+    }
+
+    /// 1-based line and column (in characters) of a byte offset.
+    pub(crate) fn line_column(&self, offset: usize) -> (usize, usize) {
+        let line = self.line_starts.partition_point(|&start| start <= offset).max(1);
+        let start = self.line_starts[line - 1];
+        let mut end = offset.min(self.text.len());
+        while !self.text.is_char_boundary(end) {
+            end -= 1;
+        }
+        let column = self.text.get(start..end).map_or(0, |s| s.chars().count()) + 1;
+        (line, column)
+    }
+
+    /// Position of what `pointer` names. When the pointer does not resolve completely (a
+    /// missing field), the deepest member that exists is used, at its key.
+    pub(crate) fn position(&self, pointer: &str, focus: Focus) -> (usize, usize) {
+        let Some(mut node) = self.root.as_ref() else {
+            return (1, 1);
+        };
+        let mut key: Option<usize> = None;
+        let mut complete = true;
+        for segment in pointer.split('/').skip(1) {
+            let segment = unescape(segment);
+            let next = match node {
+                ast::Value::Object(object) => object
+                    .properties
+                    .iter()
+                    .rev()
+                    .find(|p| p.name.as_str() == segment)
+                    .map(|p| (Some(p.name.range().start), &p.value)),
+                ast::Value::Array(array) => segment
+                    .parse::<usize>()
+                    .ok()
+                    .and_then(|i| array.elements.get(i))
+                    .map(|v| (None, v)),
+                _ => None,
+            };
+            match next {
+                Some((k, v)) => {
+                    key = k;
+                    node = v;
+                }
+                None => {
+                    complete = false;
+                    break;
+                }
+            }
+        }
+        let offset = match (focus, key) {
+            (Focus::Key, Some(k)) => k,
+            (_, Some(k)) if !complete => k,
+            _ => node.range().start,
+        };
+        self.line_column(offset)
+    }
+
+    /// Every key that appears more than once in its object, in source order.
+    pub(crate) fn duplicate_keys(&self) -> Vec<DuplicateKey> {
+        let mut found = Vec::new();
+        if let Some(root) = &self.root {
+            let mut pointer = String::new();
+            collect_duplicates(root, &mut pointer, &mut found);
+        }
+        found
+    }
+}
+
+fn collect_duplicates(node: &ast::Value<'_>, pointer: &mut String, found: &mut Vec<DuplicateKey>) {
+    match node {
+        ast::Value::Object(object) => {
+            let mut seen: HashMap<&str, usize> = HashMap::with_capacity(object.properties.len());
+            for prop in &object.properties {
+                let name = prop.name.as_str();
+                let offset = prop.name.range().start;
+                let len = pointer.len();
+                push_segment(pointer, name);
+                if let Some(&first_offset) = seen.get(name) {
+                    found.push(DuplicateKey {
+                        pointer: pointer.clone(),
+                        key: name.to_string(),
+                        offset,
+                        first_offset,
+                    });
+                } else {
+                    seen.insert(name, offset);
+                }
+                collect_duplicates(&prop.value, pointer, found);
+                pointer.truncate(len);
+            }
+        }
+        ast::Value::Array(array) => {
+            for (i, element) in array.elements.iter().enumerate() {
+                let len = pointer.len();
+                pointer.push('/');
+                pointer.push_str(&i.to_string());
+                collect_duplicates(element, pointer, found);
+                pointer.truncate(len);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Append `/<key>` to a pointer, escaped per RFC 6901.
+pub(crate) fn push_segment(pointer: &mut String, key: &str) {
+    pointer.push('/');
+    for c in key.chars() {
+        match c {
+            '~' => pointer.push_str("~0"),
+            '/' => pointer.push_str("~1"),
+            c => pointer.push(c),
+        }
+    }
+}
+
+fn unescape(segment: &str) -> std::borrow::Cow<'_, str> {
+    if segment.contains('~') {
+        segment.replace("~1", "/").replace("~0", "~").into()
+    } else {
+        segment.into()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn positions_of_keys_and_values() {
+        let text = "{\n  \"a\": {\"b/c\": [1, \"é\", true]},\n  \"d\": 2\n}";
+        let (_, source) = Source::parse(text).expect("valid");
+        assert_eq!(source.position("", Focus::Value), (1, 1));
+        assert_eq!(source.position("/a", Focus::Key), (2, 3));
+        assert_eq!(source.position("/a", Focus::Value), (2, 8));
+        assert_eq!(source.position("/a/b~1c/2", Focus::Value), (2, 24));
+        assert_eq!(source.position("/d", Focus::Value), (3, 8));
+        // A missing member points at the deepest existing key.
+        assert_eq!(source.position("/d/missing", Focus::Value), (3, 3));
+    }
+
+    #[test]
+    fn syntax_errors_are_positioned() {
+        let err = Source::parse("{\n  \"a\": 1,\n}").expect_err("trailing comma");
+        assert_eq!((err.line, err.column), (3, 1));
+        assert!(err.message.contains("trailing comma"), "{}", err.message);
+    }
+
+    #[test]
+    fn duplicate_keys_are_found() {
+        let (_, source) = Source::parse("{\"a\": 1, \"b\": {\"x\": 1, \"x\": 2}}").expect("valid");
+        let dups = source.duplicate_keys();
+        assert_eq!(dups.len(), 1);
+        assert_eq!(dups[0].pointer, "/b/x");
+    }
+}

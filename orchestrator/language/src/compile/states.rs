@@ -1,0 +1,1205 @@
+//! Definitions, machines and states: which fields each state type allows and requires, their
+//! values, Retry and Catch, and the saga extensions (`grpc://` resources, `Compensate`,
+//! `SagaRole`). Builds the model and, beside it, the skeleton the graph and saga checks walk.
+
+use std::collections::HashMap;
+
+use indexmap::IndexMap;
+use serde_json::Value;
+
+use super::fields::{Object, json_type};
+use super::{Ctx, Loc, suggest};
+use crate::errors;
+use crate::expr::{Expr, timestamp};
+use crate::model::{
+    Catcher, Compensation, Definition, FailField, FailState, JitterStrategy, MapState,
+    MaxConcurrency, NumberOrPath, ParallelState, PassState, PathField, Resilience, Retrier,
+    SagaRole, State, StateKind, StateMachine, TaskState, Timeout, ToleratedFailure, Transition,
+    WaitState,
+};
+
+/// The shape of one machine as the graph and saga checks need it, recorded even where
+/// fields are wrong so that one mistake does not hide the others.
+#[derive(Debug)]
+pub(crate) struct MachineSk {
+    pub(crate) start_at: Option<(String, Loc)>,
+    pub(crate) states: IndexMap<String, StateSk>,
+}
+
+#[derive(Debug)]
+pub(crate) struct StateSk {
+    pub(crate) loc: Loc,
+    pub(crate) edges: Vec<Edge>,
+    /// Reaching this state ends its machine successfully: a Succeed state or `End: true`.
+    pub(crate) ends_ok: bool,
+    pub(crate) task: Option<TaskSk>,
+    /// Parallel branches or the Map processor.
+    pub(crate) children: Vec<MachineSk>,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct TaskSk {
+    /// The role after defaults (`compensatable` when `Compensate` is there).
+    pub(crate) role: Option<SagaRole>,
+    /// A retrier with MaxAttempts > 0 handles `States.ALL` or `States.TaskFailed`.
+    pub(crate) absorbs_failures: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum EdgeKind {
+    Next,
+    Choice,
+    Default,
+    Catch,
+}
+
+#[derive(Debug)]
+pub(crate) struct Edge {
+    pub(crate) target: String,
+    /// The field that names the target.
+    pub(crate) loc: Loc,
+    pub(crate) kind: EdgeKind,
+    /// `ErrorEquals` of a Catch edge.
+    pub(crate) errors: Vec<String>,
+}
+
+pub(crate) const STATE_TYPES: [&str; 8] =
+    ["Pass", "Task", "Choice", "Wait", "Succeed", "Fail", "Parallel", "Map"];
+
+const TOP_FIELDS: &[&str] =
+    &["StartAt", "States", "Comment", "Version", "TimeoutSeconds", "QueryLanguage"];
+const BRANCH_FIELDS: &[&str] = &["StartAt", "States", "Comment"];
+const PROCESSOR_FIELDS: &[&str] = &["StartAt", "States", "Comment", "ProcessorConfig"];
+const COMMON_FIELDS: &[&str] = &["Type", "Comment", "QueryLanguage"];
+const PASS_FIELDS: &[&str] =
+    &["InputPath", "OutputPath", "Parameters", "Result", "ResultPath", "Next", "End", "Assign"];
+const TASK_FIELDS: &[&str] = &[
+    "Resource",
+    "InputPath",
+    "OutputPath",
+    "Parameters",
+    "ResultSelector",
+    "ResultPath",
+    "Retry",
+    "Catch",
+    "TimeoutSeconds",
+    "TimeoutSecondsPath",
+    "HeartbeatSeconds",
+    "HeartbeatSecondsPath",
+    "Next",
+    "End",
+    "Assign",
+    "Compensate",
+    "SagaRole",
+];
+const CHOICE_FIELDS: &[&str] = &["InputPath", "OutputPath", "Choices", "Default", "Assign"];
+const WAIT_FIELDS: &[&str] = &[
+    "InputPath",
+    "OutputPath",
+    "Seconds",
+    "SecondsPath",
+    "Timestamp",
+    "TimestampPath",
+    "Next",
+    "End",
+    "Assign",
+];
+const SUCCEED_FIELDS: &[&str] = &["InputPath", "OutputPath"];
+const FAIL_FIELDS: &[&str] = &["Error", "ErrorPath", "Cause", "CausePath"];
+const PARALLEL_FIELDS: &[&str] = &[
+    "Branches",
+    "InputPath",
+    "OutputPath",
+    "Parameters",
+    "ResultSelector",
+    "ResultPath",
+    "Retry",
+    "Catch",
+    "Next",
+    "End",
+    "Assign",
+];
+const MAP_FIELDS: &[&str] = &[
+    "ItemProcessor",
+    "Iterator",
+    "ItemsPath",
+    "ItemSelector",
+    "Parameters",
+    "MaxConcurrency",
+    "MaxConcurrencyPath",
+    "ToleratedFailureCount",
+    "ToleratedFailureCountPath",
+    "ToleratedFailurePercentage",
+    "ToleratedFailurePercentagePath",
+    "Label",
+    "InputPath",
+    "OutputPath",
+    "ResultPath",
+    "ResultSelector",
+    "Retry",
+    "Catch",
+    "Next",
+    "End",
+    "Assign",
+];
+const RETRY_FIELDS: &[&str] = &[
+    "ErrorEquals",
+    "IntervalSeconds",
+    "MaxAttempts",
+    "BackoffRate",
+    "MaxDelaySeconds",
+    "JitterStrategy",
+    "Comment",
+];
+const CATCH_FIELDS: &[&str] = &["ErrorEquals", "Next", "ResultPath", "Assign", "Comment"];
+const COMPENSATE_FIELDS: &[&str] = &["Resource", "Parameters", "Retry", "TimeoutSeconds", "Comment"];
+const WAIT_KINDS: [&str; 4] = ["Seconds", "SecondsPath", "Timestamp", "TimestampPath"];
+const SAGA_ROLES: [&str; 4] = ["compensatable", "pivot", "retriable", "readonly"];
+
+fn allowed_fields(kind: &str) -> &'static [&'static str] {
+    match kind {
+        "Pass" => PASS_FIELDS,
+        "Task" => TASK_FIELDS,
+        "Choice" => CHOICE_FIELDS,
+        "Wait" => WAIT_FIELDS,
+        "Succeed" => SUCCEED_FIELDS,
+        "Fail" => FAIL_FIELDS,
+        "Parallel" => PARALLEL_FIELDS,
+        _ => MAP_FIELDS,
+    }
+}
+
+/// Builds the model while checking it; see the module docs.
+#[derive(Debug)]
+pub(crate) struct Compiler<'c, 's> {
+    pub(crate) ctx: &'c mut Ctx<'s>,
+    /// Where each state name was first defined: AWS requires names to be unique across the
+    /// whole definition, branches and processors included.
+    names: HashMap<String, Loc>,
+}
+
+impl<'c, 's> Compiler<'c, 's> {
+    pub(crate) fn new(ctx: &'c mut Ctx<'s>) -> Self {
+        Compiler { ctx, names: HashMap::new() }
+    }
+
+    pub(crate) fn definition(mut self, root: &Value) -> (Option<Definition>, Option<MachineSk>) {
+        let at = Loc::default();
+        let Value::Object(object) = root else {
+            self.ctx.error(
+                "invalid-type",
+                &at,
+                format!(
+                    "a definition must be a JSON object with StartAt and States, not {}",
+                    json_type(root)
+                ),
+            );
+            return (None, None);
+        };
+        let comment = self.ctx.string(object, &at, "Comment").map(str::to_string);
+        if let Some(version) = self.ctx.string(object, &at, "Version")
+            && version != "1.0"
+        {
+            self.ctx.error(
+                "invalid-value",
+                &at.key("Version"),
+                format!("Version must be \"1.0\", not \"{version}\""),
+            );
+        }
+        let timeout_seconds = self.ctx.whole(object, &at, "TimeoutSeconds", 1);
+        self.query_language(object, &at);
+        let (machine, skeleton) = self.machine(object, &at, TOP_FIELDS, "the definition");
+        let definition = machine.map(|machine| Definition { comment, timeout_seconds, machine });
+        (definition, Some(skeleton))
+    }
+
+    fn query_language(&mut self, object: &Object, at: &Loc) {
+        match self.ctx.string(object, at, "QueryLanguage") {
+            None | Some("JSONPath") => {}
+            Some("JSONata") => self.ctx.error(
+                "unsupported-query-language",
+                &at.key("QueryLanguage"),
+                "JSONata is not supported yet; use JSONPath",
+            ),
+            Some(other) => self.ctx.error(
+                "invalid-value",
+                &at.key("QueryLanguage"),
+                format!("QueryLanguage must be \"JSONPath\", not \"{other}\""),
+            ),
+        }
+    }
+
+    /// A `StartAt` + `States` object: the top level, a Parallel branch or a Map processor.
+    fn machine(
+        &mut self,
+        object: &Object,
+        at: &Loc,
+        allowed: &[&str],
+        what: &str,
+    ) -> (Option<StateMachine>, MachineSk) {
+        self.ctx.unknown_fields(object, at, allowed, what);
+        let start_at = self.ctx.required_string(object, at, "StartAt", what);
+        let mut skeleton = MachineSk {
+            start_at: start_at.map(|name| (name.to_string(), at.key("StartAt"))),
+            states: IndexMap::new(),
+        };
+        let mut states = IndexMap::new();
+        let mut complete = true;
+        match object.get("States") {
+            None => {
+                self.ctx.error_key("missing-field", at, format!("{what} needs a \"States\" object"));
+                complete = false;
+            }
+            Some(Value::Object(map)) => {
+                let states_at = at.key("States");
+                if map.is_empty() {
+                    self.ctx.error("invalid-value", &states_at, "States must hold at least one state");
+                    complete = false;
+                }
+                for (name, value) in map {
+                    let state_at = states_at.state(name);
+                    self.state_name(name, &state_at);
+                    let (state, state_skeleton) = self.state(name, value, &state_at);
+                    match state {
+                        Some(state) => {
+                            states.insert(name.clone(), state);
+                        }
+                        None => complete = false,
+                    }
+                    skeleton.states.insert(name.clone(), state_skeleton);
+                }
+            }
+            Some(other) => {
+                self.ctx.wrong_type(&at.key("States"), "States", "an object", other);
+                complete = false;
+            }
+        }
+        let machine = match start_at {
+            Some(start_at) if complete => {
+                Some(StateMachine { start_at: start_at.to_string(), states })
+            }
+            _ => None,
+        };
+        (machine, skeleton)
+    }
+
+    fn state_name(&mut self, name: &str, at: &Loc) {
+        let length = name.chars().count();
+        if length == 0 || length > 80 {
+            self.ctx.error_key(
+                "invalid-value",
+                at,
+                format!("state names must be 1 to 80 characters long; this one has {length}"),
+            );
+        }
+        if let Some(first) = self.names.get(name) {
+            let (line, column) = self.ctx.source.position(&first.pointer, super::Focus::Key);
+            self.ctx.error_key(
+                "duplicate-state-name",
+                at,
+                format!(
+                    "state name \"{name}\" is already used at {line}:{column} ({}); state names \
+                     must be unique across the whole definition, branches included",
+                    first.pointer
+                ),
+            );
+        } else {
+            self.names.insert(name.to_string(), at.clone());
+        }
+    }
+
+    fn state(&mut self, name: &str, value: &Value, at: &Loc) -> (Option<State>, StateSk) {
+        let mut skeleton =
+            StateSk { loc: at.clone(), edges: Vec::new(), ends_ok: false, task: None, children: Vec::new() };
+        let Value::Object(object) = value else {
+            self.ctx.wrong_type(at, &format!("state \"{name}\""), "an object", value);
+            return (None, skeleton);
+        };
+        let kind = match object.get("Type") {
+            None => {
+                self.ctx.error_key(
+                    "missing-field",
+                    at,
+                    format!(
+                        "state \"{name}\" needs a \"Type\": one of {}",
+                        STATE_TYPES.join(", ")
+                    ),
+                );
+                None
+            }
+            Some(Value::String(kind)) if STATE_TYPES.contains(&kind.as_str()) => Some(kind.as_str()),
+            Some(Value::String(kind)) => {
+                let hint = suggest::hint(kind, STATE_TYPES);
+                self.ctx.error(
+                    "unknown-state-type",
+                    &at.key("Type"),
+                    format!(
+                        "unknown state type \"{kind}\"{hint}; valid types are {}",
+                        STATE_TYPES.join(", ")
+                    ),
+                );
+                None
+            }
+            Some(other) => {
+                self.ctx.wrong_type(&at.key("Type"), "Type", "a string", other);
+                None
+            }
+        };
+        let Some(kind) = kind else {
+            // Without a type no field can be judged, but its transitions still count, so one
+            // mistyped Type does not make every later state "unreachable".
+            self.generic_edges(object, at, &mut skeleton);
+            return (None, skeleton);
+        };
+        self.state_fields(object, at, kind);
+        self.query_language(object, at);
+        let comment = self.ctx.string(object, at, "Comment").map(str::to_string);
+        let allowed = allowed_fields(kind);
+        let (input_path, output_path) = if allowed.contains(&"InputPath") {
+            (
+                self.ctx.path_field(object, at, "InputPath", true, false),
+                self.ctx.path_field(object, at, "OutputPath", true, false),
+            )
+        } else {
+            (PathField::Identity, PathField::Identity)
+        };
+        let assign =
+            if allowed.contains(&"Assign") { self.ctx.template(object, at, "Assign") } else { None };
+        let needs_transition = allowed.contains(&"Next");
+        let transition =
+            if needs_transition { self.transition(name, object, at, &mut skeleton) } else { None };
+        let state_kind = match kind {
+            "Pass" => Some(StateKind::Pass(self.pass(object, at))),
+            "Task" => self.task(name, object, at, &mut skeleton).map(StateKind::Task),
+            "Choice" => self.choice(object, at, &mut skeleton).map(StateKind::Choice),
+            "Wait" => self.wait(object, at).map(StateKind::Wait),
+            "Succeed" => {
+                skeleton.ends_ok = true;
+                Some(StateKind::Succeed)
+            }
+            "Fail" => Some(StateKind::Fail(self.fail(object, at))),
+            "Parallel" => self.parallel(object, at, &mut skeleton).map(StateKind::Parallel),
+            _ => self.map(object, at, &mut skeleton).map(StateKind::Map),
+        };
+        if needs_transition && transition.is_none() {
+            return (None, skeleton);
+        }
+        let state = state_kind.map(|kind| State {
+            name: name.to_string(),
+            comment,
+            kind,
+            input_path,
+            output_path,
+            transition,
+            assign,
+        });
+        (state, skeleton)
+    }
+
+    /// Fields that do not belong on a state of this type, each with the most useful message.
+    fn state_fields(&mut self, object: &Object, at: &Loc, kind: &str) {
+        let allowed = allowed_fields(kind);
+        for key in object.keys() {
+            let key = key.as_str();
+            if COMMON_FIELDS.contains(&key) || allowed.contains(&key) {
+                continue;
+            }
+            let key_at = at.key(key);
+            match key {
+                "Compensate" => self.ctx.error_key(
+                    "compensate-not-on-task",
+                    &key_at,
+                    format!(
+                        "Compensate is only allowed on Task states, and this is a {kind} state; \
+                         move it to the Task whose effect it undoes"
+                    ),
+                ),
+                "SagaRole" => self.ctx.error_key(
+                    "saga-role-not-on-task",
+                    &key_at,
+                    format!("SagaRole is only allowed on Task states, and this is a {kind} state"),
+                ),
+                "Next" | "End" if kind == "Choice" => self.ctx.error_key(
+                    "field-not-allowed",
+                    &key_at,
+                    format!(
+                        "a Choice state cannot have {key}: it moves on through its Choices' Next \
+                         and its Default"
+                    ),
+                ),
+                "Next" | "End" => self.ctx.error_key(
+                    "field-not-allowed",
+                    &key_at,
+                    format!("a {kind} state ends its machine, so it cannot have {key}"),
+                ),
+                "ItemReader" | "ResultWriter" | "ItemBatcher" if kind == "Map" => self.ctx.error_key(
+                    "unsupported-field",
+                    &key_at,
+                    format!(
+                        "{key} is not supported yet: a Map state reads its items from its input \
+                         (ItemsPath), and a DISTRIBUTED map runs inline"
+                    ),
+                ),
+                "Credentials" if kind == "Task" => self.ctx.error_key(
+                    "unsupported-field",
+                    &key_at,
+                    "Credentials is not supported: Sagaflow calls participants with its own \
+                     configuration",
+                ),
+                "Arguments" | "Output" | "Items" => {
+                    let instead = match key {
+                        "Arguments" => "Parameters",
+                        "Output" => "OutputPath or ResultSelector",
+                        _ => "ItemsPath",
+                    };
+                    self.ctx.error_key(
+                        "unknown-field",
+                        &key_at,
+                        format!("{key} belongs to JSONata mode; in JSONPath use {instead}"),
+                    );
+                }
+                _ if STATE_TYPES.iter().any(|t| allowed_fields(t).contains(&key)) => {
+                    self.ctx.error_key(
+                        "field-not-allowed",
+                        &key_at,
+                        format!("{key} is not allowed on a {kind} state"),
+                    );
+                }
+                _ => {
+                    let hint =
+                        suggest::hint(key, COMMON_FIELDS.iter().chain(allowed).copied());
+                    self.ctx.error_key(
+                        "unknown-field",
+                        &key_at,
+                        format!("unknown field \"{key}\" in a {kind} state{hint}"),
+                    );
+                }
+            }
+        }
+    }
+
+    /// Transitions of a state whose type is unknown, read as far as they can be.
+    fn generic_edges(&mut self, object: &Object, at: &Loc, skeleton: &mut StateSk) {
+        let mut add = |target: Option<&Value>, loc: Loc, kind| {
+            if let Some(Value::String(target)) = target {
+                skeleton.edges.push(Edge { target: target.clone(), loc, kind, errors: Vec::new() });
+            }
+        };
+        add(object.get("Next"), at.key("Next"), EdgeKind::Next);
+        add(object.get("Default"), at.key("Default"), EdgeKind::Default);
+        for (field, kind) in [("Choices", EdgeKind::Choice), ("Catch", EdgeKind::Catch)] {
+            if let Some(Value::Array(items)) = object.get(field) {
+                for (i, item) in items.iter().enumerate() {
+                    add(item.get("Next"), at.key(field).index(i).key("Next"), kind);
+                }
+            }
+        }
+        skeleton.ends_ok = object.get("End") == Some(&Value::Bool(true));
+    }
+
+    /// `Next` or `End`, exactly one.
+    fn transition(
+        &mut self,
+        name: &str,
+        object: &Object,
+        at: &Loc,
+        skeleton: &mut StateSk,
+    ) -> Option<Transition> {
+        let next = self.ctx.string(object, at, "Next");
+        let end = self.ctx.boolean(object, at, "End");
+        if let Some(next) = next {
+            skeleton.edges.push(Edge {
+                target: next.to_string(),
+                loc: at.key("Next"),
+                kind: EdgeKind::Next,
+                errors: Vec::new(),
+            });
+        }
+        let has_next = object.contains_key("Next");
+        if has_next && end == Some(true) {
+            self.ctx.error_key(
+                "next-and-end",
+                &at.key("End"),
+                format!("state \"{name}\" has both Next and End; keep one"),
+            );
+            return None;
+        }
+        if let Some(next) = next {
+            return Some(Transition::Next(next.to_string()));
+        }
+        if end == Some(true) {
+            skeleton.ends_ok = true;
+            return Some(Transition::End);
+        }
+        // A wrongly typed End was reported already; only a missing or false End is "missing".
+        let end_missing = end == Some(false) || !object.contains_key("End");
+        if !has_next && end_missing {
+            self.ctx.error_key(
+                "missing-next",
+                at,
+                format!(
+                    "state \"{name}\" has neither Next nor End; add \"Next\": \"<state>\" or \
+                     \"End\": true"
+                ),
+            );
+        }
+        None
+    }
+
+    fn pass(&mut self, object: &Object, at: &Loc) -> PassState {
+        PassState {
+            result: object.get("Result").cloned(),
+            parameters: self.ctx.template(object, at, "Parameters"),
+            result_path: self.ctx.path_field(object, at, "ResultPath", true, true),
+        }
+    }
+
+    fn task(
+        &mut self,
+        name: &str,
+        object: &Object,
+        at: &Loc,
+        skeleton: &mut StateSk,
+    ) -> Option<Box<TaskState>> {
+        let resource = self.ctx.required_string(object, at, "Resource", "a Task state");
+        if let Some(resource) = resource {
+            self.resource(resource, &at.key("Resource"));
+        }
+        let parameters = self.ctx.template(object, at, "Parameters");
+        let resilience = self.resilience(object, at, skeleton);
+        let timeout = self.timeout(object, at, "TimeoutSeconds", "TimeoutSecondsPath");
+        let heartbeat = self.timeout(object, at, "HeartbeatSeconds", "HeartbeatSecondsPath");
+        if let (Some(Timeout::Seconds(timeout)), Some(Timeout::Seconds(heartbeat))) =
+            (&timeout, &heartbeat)
+            && heartbeat >= timeout
+        {
+            self.ctx.error(
+                "invalid-value",
+                &at.key("HeartbeatSeconds"),
+                format!(
+                    "HeartbeatSeconds ({heartbeat}) must be smaller than TimeoutSeconds ({timeout})"
+                ),
+            );
+        }
+        let compensate = match object.get("Compensate") {
+            Some(value) => self.compensation(value, &at.key("Compensate")),
+            None => None,
+        };
+        let saga_role = self.saga_role(object, at);
+        let has_compensate = object.contains_key("Compensate");
+        match saga_role {
+            Some(SagaRole::Compensatable) if !has_compensate => self.ctx.error(
+                "compensatable-without-compensation",
+                &at.key("SagaRole"),
+                format!(
+                    "task \"{name}\" is compensatable but has no Compensate; add \"Compensate\": \
+                     {{\"Resource\": ...}} saying how to undo it"
+                ),
+            ),
+            Some(role) if role != SagaRole::Compensatable && has_compensate => self.ctx.error(
+                "saga-role-conflict",
+                &at.key("SagaRole"),
+                format!(
+                    "task \"{name}\" has SagaRole \"{}\" and a Compensate; only compensatable \
+                     tasks are undone, so drop one of them",
+                    role.as_str()
+                ),
+            ),
+            _ => {}
+        }
+        let role = saga_role.or(has_compensate.then_some(SagaRole::Compensatable));
+        let absorbs_failures = resilience.retry.iter().any(|r| {
+            r.max_attempts > 0
+                && r.error_equals.iter().any(|e| e == errors::ALL || e == errors::TASK_FAILED)
+        });
+        let grpc = resource.is_some_and(|r| r.starts_with("grpc://"));
+        if grpc && role.is_none() && !object.contains_key("SagaRole") {
+            self.ctx.warn_key(
+                "no-saga-role",
+                at,
+                format!(
+                    "task \"{name}\" has no SagaRole and no Compensate; say whether it is \
+                     compensatable (add Compensate), pivot, retriable or readonly"
+                ),
+            );
+        }
+        if role == Some(SagaRole::Retriable) && !absorbs_failures {
+            self.ctx.warn(
+                "retriable-without-retry",
+                &at.key("SagaRole"),
+                format!(
+                    "task \"{name}\" is retriable but no Retry handles States.ALL or \
+                     States.TaskFailed with MaxAttempts > 0, so a failure still ends the saga"
+                ),
+            );
+        }
+        skeleton.task = Some(TaskSk { role, absorbs_failures });
+        Some(Box::new(TaskState {
+            resource: resource?.to_string(),
+            parameters,
+            resilience,
+            timeout,
+            heartbeat,
+            compensate,
+            saga_role,
+        }))
+    }
+
+    fn saga_role(&mut self, object: &Object, at: &Loc) -> Option<SagaRole> {
+        let role = self.ctx.string(object, at, "SagaRole")?;
+        match role {
+            "compensatable" => Some(SagaRole::Compensatable),
+            "pivot" => Some(SagaRole::Pivot),
+            "retriable" => Some(SagaRole::Retriable),
+            "readonly" => Some(SagaRole::Readonly),
+            other => {
+                let hint = suggest::hint(other, SAGA_ROLES);
+                self.ctx.error(
+                    "invalid-value",
+                    &at.key("SagaRole"),
+                    format!(
+                        "unknown SagaRole \"{other}\"{hint}; use compensatable, pivot, retriable \
+                         or readonly"
+                    ),
+                );
+                None
+            }
+        }
+    }
+
+    /// `grpc://<participant>/<package.Service>/<Method>` or an ARN.
+    fn resource(&mut self, resource: &str, at: &Loc) {
+        if let Some(rest) = resource.strip_prefix("grpc://") {
+            if let Err(why) = check_grpc(rest) {
+                self.ctx.error(
+                    "invalid-resource",
+                    at,
+                    format!(
+                        "{why}; a gRPC resource reads grpc://<participant>/<package.Service>/<Method>, \
+                         e.g. grpc://payment/payment.v1.Payment/Charge"
+                    ),
+                );
+            }
+        } else if !resource.starts_with("arn:") {
+            self.ctx.error(
+                "invalid-resource",
+                at,
+                format!(
+                    "Resource \"{resource}\" is neither a gRPC resource \
+                     (grpc://<participant>/<package.Service>/<Method>) nor an ARN"
+                ),
+            );
+        }
+    }
+
+    fn timeout(&mut self, object: &Object, at: &Loc, seconds: &str, path: &str) -> Option<Timeout> {
+        if self.ctx.exclusive(object, at, seconds, path) {
+            return None;
+        }
+        if object.contains_key(seconds) {
+            return self.ctx.whole(object, at, seconds, 1).map(Timeout::Seconds);
+        }
+        let value = object.get(path)?;
+        self.ctx.reference_path(value, &at.key(path), path).map(Timeout::Path)
+    }
+
+    fn compensation(&mut self, value: &Value, at: &Loc) -> Option<Compensation> {
+        let Value::Object(object) = value else {
+            self.ctx.wrong_type(at, "Compensate", "an object", value);
+            return None;
+        };
+        self.ctx.unknown_fields(object, at, COMPENSATE_FIELDS, "Compensate");
+        let resource = self.ctx.required_string(object, at, "Resource", "Compensate");
+        if let Some(resource) = resource {
+            self.resource(resource, &at.key("Resource"));
+        }
+        let parameters = self.ctx.template(object, at, "Parameters");
+        let retry = self.retriers(object, at);
+        let timeout_seconds = self.ctx.whole(object, at, "TimeoutSeconds", 1);
+        Some(Compensation { resource: resource?.to_string(), parameters, retry, timeout_seconds })
+    }
+
+    fn resilience(&mut self, object: &Object, at: &Loc, skeleton: &mut StateSk) -> Resilience {
+        Resilience {
+            result_selector: self.ctx.template(object, at, "ResultSelector"),
+            result_path: self.ctx.path_field(object, at, "ResultPath", true, true),
+            retry: self.retriers(object, at),
+            catch: self.catchers(object, at, skeleton),
+        }
+    }
+
+    /// The `Retry` array of `object`.
+    fn retriers(&mut self, object: &Object, at: &Loc) -> Vec<Retrier> {
+        let Some(items) = self.array(object, at, "Retry") else {
+            return Vec::new();
+        };
+        let at = at.key("Retry");
+        let last = items.len().saturating_sub(1);
+        let mut retriers = Vec::with_capacity(items.len());
+        for (i, item) in items.iter().enumerate() {
+            let item_at = at.index(i);
+            let Value::Object(retrier) = item else {
+                self.ctx.wrong_type(&item_at, "a retrier", "an object", item);
+                continue;
+            };
+            self.ctx.unknown_fields(retrier, &item_at, RETRY_FIELDS, "a retrier");
+            let error_equals = self.error_equals(retrier, &item_at, i == last, "retrier");
+            let interval_seconds = self.ctx.whole(retrier, &item_at, "IntervalSeconds", 1);
+            let max_attempts = self.ctx.whole(retrier, &item_at, "MaxAttempts", 0);
+            let backoff_rate = self.ctx.number(retrier, &item_at, "BackoffRate");
+            if let Some(rate) = backoff_rate
+                && rate < 1.0
+            {
+                self.ctx.error(
+                    "invalid-value",
+                    &item_at.key("BackoffRate"),
+                    format!("BackoffRate must be at least 1.0; found {rate}"),
+                );
+            }
+            let max_delay_seconds = self.ctx.whole(retrier, &item_at, "MaxDelaySeconds", 1);
+            let jitter = match self.ctx.string(retrier, &item_at, "JitterStrategy") {
+                None | Some("NONE") => JitterStrategy::None,
+                Some("FULL") => JitterStrategy::Full,
+                Some(other) => {
+                    self.ctx.error(
+                        "invalid-value",
+                        &item_at.key("JitterStrategy"),
+                        format!("JitterStrategy must be \"FULL\" or \"NONE\", not \"{other}\""),
+                    );
+                    JitterStrategy::None
+                }
+            };
+            retriers.push(Retrier {
+                error_equals,
+                interval_seconds: interval_seconds.unwrap_or(1),
+                max_attempts: max_attempts.unwrap_or(3),
+                backoff_rate: backoff_rate.unwrap_or(2.0),
+                max_delay_seconds,
+                jitter,
+            });
+        }
+        retriers
+    }
+
+    fn catchers(&mut self, object: &Object, at: &Loc, skeleton: &mut StateSk) -> Vec<Catcher> {
+        let Some(items) = self.array(object, at, "Catch") else {
+            return Vec::new();
+        };
+        let at = at.key("Catch");
+        let last = items.len().saturating_sub(1);
+        let mut catchers = Vec::with_capacity(items.len());
+        for (i, item) in items.iter().enumerate() {
+            let item_at = at.index(i);
+            let Value::Object(catcher) = item else {
+                self.ctx.wrong_type(&item_at, "a catcher", "an object", item);
+                continue;
+            };
+            self.ctx.unknown_fields(catcher, &item_at, CATCH_FIELDS, "a catcher");
+            let error_equals = self.error_equals(catcher, &item_at, i == last, "catcher");
+            let next = self.ctx.required_string(catcher, &item_at, "Next", "a catcher");
+            let result_path = self.ctx.path_field(catcher, &item_at, "ResultPath", true, true);
+            let assign = self.ctx.template(catcher, &item_at, "Assign");
+            if let Some(next) = next {
+                skeleton.edges.push(Edge {
+                    target: next.to_string(),
+                    loc: item_at.key("Next"),
+                    kind: EdgeKind::Catch,
+                    errors: error_equals.clone(),
+                });
+                catchers.push(Catcher { error_equals, next: next.to_string(), result_path, assign });
+            }
+        }
+        catchers
+    }
+
+    /// An optional array field; reports other types.
+    fn array<'v>(&mut self, object: &'v Object, at: &Loc, key: &str) -> Option<&'v Vec<Value>> {
+        match object.get(key)? {
+            Value::Array(items) => Some(items),
+            other => {
+                self.ctx.wrong_type(&at.key(key), key, "an array", other);
+                None
+            }
+        }
+    }
+
+    fn error_equals(&mut self, object: &Object, at: &Loc, is_last: bool, what: &str) -> Vec<String> {
+        let Some(value) = object.get("ErrorEquals") else {
+            self.ctx.error_key(
+                "missing-field",
+                at,
+                format!("a {what} needs \"ErrorEquals\": the error names it handles"),
+            );
+            return Vec::new();
+        };
+        let at = at.key("ErrorEquals");
+        let Value::Array(items) = value else {
+            self.ctx.wrong_type(&at, "ErrorEquals", "an array of error names", value);
+            return Vec::new();
+        };
+        if items.is_empty() {
+            self.ctx.error("invalid-value", &at, "ErrorEquals must list at least one error name");
+        }
+        let mut names = Vec::with_capacity(items.len());
+        for (i, item) in items.iter().enumerate() {
+            let Value::String(name) = item else {
+                self.ctx.wrong_type(&at.index(i), "an error name", "a string", item);
+                continue;
+            };
+            if name.is_empty() {
+                self.ctx.error("invalid-value", &at.index(i), "an error name cannot be empty");
+            } else if name.starts_with("States.") && !errors::PREDEFINED.contains(&name.as_str()) {
+                let hint = suggest::hint(name, errors::PREDEFINED);
+                self.ctx.error(
+                    "unknown-error-name",
+                    &at.index(i),
+                    format!(
+                        "\"{name}\" is not a predefined error{hint}; names starting with \
+                         \"States.\" are reserved"
+                    ),
+                );
+            }
+            names.push(name.clone());
+        }
+        if let Some(i) = names.iter().position(|n| n == errors::ALL) {
+            if names.len() > 1 {
+                self.ctx.error(
+                    "states-all-not-alone",
+                    &at.index(i),
+                    format!(
+                        "States.ALL must be the only name in its ErrorEquals: it already matches \
+                         every error, so give the other names their own earlier {what}"
+                    ),
+                );
+            } else if !is_last {
+                self.ctx.error(
+                    "states-all-not-last",
+                    &at,
+                    format!(
+                        "the {what} with States.ALL must come last: it matches every error, so \
+                         the ones after it could never apply"
+                    ),
+                );
+            }
+        }
+        names
+    }
+
+    fn wait(&mut self, object: &Object, at: &Loc) -> Option<WaitState> {
+        let present: Vec<&str> =
+            WAIT_KINDS.into_iter().filter(|k| object.contains_key(*k)).collect();
+        match present.as_slice() {
+            [] => {
+                self.ctx.error_key(
+                    "missing-field",
+                    at,
+                    "a Wait state needs one of Seconds, SecondsPath, Timestamp or TimestampPath",
+                );
+                None
+            }
+            [key] => {
+                let key_at = at.key(key);
+                match *key {
+                    "Seconds" => self.ctx.whole(object, at, key, 0).map(WaitState::Seconds),
+                    "Timestamp" => {
+                        let text = self.ctx.string(object, at, key)?;
+                        if timestamp::parse_millis(text).is_none() {
+                            self.ctx.error(
+                                "invalid-timestamp",
+                                &key_at,
+                                format!(
+                                    "Timestamp \"{text}\" is not an ISO 8601 timestamp such as \
+                                     \"2016-03-14T01:59:00Z\""
+                                ),
+                            );
+                            return None;
+                        }
+                        Some(WaitState::Timestamp(text.to_string()))
+                    }
+                    "SecondsPath" => self
+                        .ctx
+                        .reference_path(&object[*key], &key_at, key)
+                        .map(WaitState::SecondsPath),
+                    _ => self
+                        .ctx
+                        .reference_path(&object[*key], &key_at, key)
+                        .map(WaitState::TimestampPath),
+                }
+            }
+            [first, second, ..] => {
+                self.ctx.error_key(
+                    "exclusive-fields",
+                    &at.key(second),
+                    format!(
+                        "a Wait state takes exactly one of Seconds, SecondsPath, Timestamp and \
+                         TimestampPath; this one has {first} and {second}"
+                    ),
+                );
+                None
+            }
+        }
+    }
+
+    fn fail(&mut self, object: &Object, at: &Loc) -> FailState {
+        FailState {
+            error: self.fail_field(object, at, "Error", "ErrorPath"),
+            cause: self.fail_field(object, at, "Cause", "CausePath"),
+        }
+    }
+
+    fn fail_field(&mut self, object: &Object, at: &Loc, literal: &str, path: &str) -> Option<FailField> {
+        if self.ctx.exclusive(object, at, literal, path) {
+            return None;
+        }
+        if let Some(text) = self.ctx.string(object, at, literal) {
+            return Some(FailField::Literal(text.to_string()));
+        }
+        let text = self.ctx.string(object, at, path)?;
+        match Expr::parse(text) {
+            Ok(expr) => Some(FailField::Dynamic(expr)),
+            Err(err) => {
+                self.ctx.expr_error("invalid-expression", &at.key(path), path, &err);
+                None
+            }
+        }
+    }
+
+    fn parallel(
+        &mut self,
+        object: &Object,
+        at: &Loc,
+        skeleton: &mut StateSk,
+    ) -> Option<Box<ParallelState>> {
+        let branches = match object.get("Branches") {
+            None => {
+                self.ctx.error_key(
+                    "missing-field",
+                    at,
+                    "a Parallel state needs \"Branches\": an array of machines with StartAt and \
+                     States",
+                );
+                None
+            }
+            Some(Value::Array(items)) => {
+                let branches_at = at.key("Branches");
+                if items.is_empty() {
+                    self.ctx.error("invalid-value", &branches_at, "Branches must hold at least one branch");
+                }
+                let mut branches = Some(Vec::with_capacity(items.len()));
+                for (i, item) in items.iter().enumerate() {
+                    let branch_at = branches_at.index(i);
+                    let Value::Object(branch) = item else {
+                        self.ctx.wrong_type(&branch_at, "a branch", "an object", item);
+                        branches = None;
+                        continue;
+                    };
+                    let (machine, child) =
+                        self.machine(branch, &branch_at, BRANCH_FIELDS, "a Parallel branch");
+                    skeleton.children.push(child);
+                    match (machine, branches.as_mut()) {
+                        (Some(machine), Some(list)) => list.push(machine),
+                        _ => branches = None,
+                    }
+                }
+                branches.filter(|b| !b.is_empty())
+            }
+            Some(other) => {
+                self.ctx.wrong_type(&at.key("Branches"), "Branches", "an array", other);
+                None
+            }
+        };
+        let parameters = self.ctx.template(object, at, "Parameters");
+        let resilience = self.resilience(object, at, skeleton);
+        Some(Box::new(ParallelState { branches: branches?, parameters, resilience }))
+    }
+
+    fn map(&mut self, object: &Object, at: &Loc, skeleton: &mut StateSk) -> Option<Box<MapState>> {
+        self.ctx.exclusive(object, at, "ItemProcessor", "Iterator");
+        let processor_key = ["ItemProcessor", "Iterator"].into_iter().find(|k| object.contains_key(*k));
+        let mut distributed = false;
+        let processor = match processor_key {
+            None => {
+                self.ctx.error_key(
+                    "missing-field",
+                    at,
+                    "a Map state needs \"ItemProcessor\" (or the older \"Iterator\"): the machine \
+                     run for each item",
+                );
+                None
+            }
+            Some(key) => {
+                let processor_at = at.key(key);
+                match &object[key] {
+                    Value::Object(processor) => {
+                        distributed = self.processor_config(processor, &processor_at);
+                        let (machine, child) = self.machine(
+                            processor,
+                            &processor_at,
+                            PROCESSOR_FIELDS,
+                            &format!("a Map {key}"),
+                        );
+                        skeleton.children.push(child);
+                        machine
+                    }
+                    other => {
+                        self.ctx.wrong_type(&processor_at, key, "an object", other);
+                        None
+                    }
+                }
+            }
+        };
+        let items_path = self.ctx.path_field(object, at, "ItemsPath", false, false);
+        self.ctx.exclusive(object, at, "ItemSelector", "Parameters");
+        let item_selector = if object.contains_key("ItemSelector") {
+            self.ctx.template(object, at, "ItemSelector")
+        } else {
+            self.ctx.template(object, at, "Parameters")
+        };
+        let max_concurrency = if self.ctx.exclusive(object, at, "MaxConcurrency", "MaxConcurrencyPath")
+        {
+            None
+        } else if let Some(value) = object.get("MaxConcurrencyPath") {
+            self.ctx
+                .reference_path(value, &at.key("MaxConcurrencyPath"), "MaxConcurrencyPath")
+                .map(MaxConcurrency::Path)
+        } else {
+            self.ctx.whole(object, at, "MaxConcurrency", 0).map(MaxConcurrency::Value)
+        };
+        let tolerated_failure = ToleratedFailure {
+            count: self.number_or_path(object, at, "ToleratedFailureCount", false),
+            percentage: self.number_or_path(object, at, "ToleratedFailurePercentage", true),
+        };
+        let label = self.ctx.string(object, at, "Label").map(str::to_string);
+        if let Some(label) = &label
+            && label.chars().count() > 40
+        {
+            self.ctx.error("invalid-value", &at.key("Label"), "Label must be at most 40 characters");
+        }
+        let resilience = self.resilience(object, at, skeleton);
+        Some(Box::new(MapState {
+            processor: processor?,
+            items_path,
+            item_selector,
+            max_concurrency: max_concurrency.unwrap_or(MaxConcurrency::Value(0)),
+            tolerated_failure,
+            label,
+            distributed,
+            resilience,
+        }))
+    }
+
+    /// `ProcessorConfig`; true for `Mode: DISTRIBUTED`.
+    fn processor_config(&mut self, processor: &Object, at: &Loc) -> bool {
+        let Some(value) = processor.get("ProcessorConfig") else {
+            return false;
+        };
+        let at = at.key("ProcessorConfig");
+        let Value::Object(config) = value else {
+            self.ctx.wrong_type(&at, "ProcessorConfig", "an object", value);
+            return false;
+        };
+        self.ctx.unknown_fields(config, &at, &["Mode", "ExecutionType"], "ProcessorConfig");
+        if let Some(kind) = self.ctx.string(config, &at, "ExecutionType")
+            && kind != "STANDARD"
+            && kind != "EXPRESS"
+        {
+            self.ctx.error(
+                "invalid-value",
+                &at.key("ExecutionType"),
+                format!("ExecutionType must be \"STANDARD\" or \"EXPRESS\", not \"{kind}\""),
+            );
+        }
+        match self.ctx.string(config, &at, "Mode") {
+            None | Some("INLINE") => false,
+            Some("DISTRIBUTED") => true,
+            Some(other) => {
+                self.ctx.error(
+                    "invalid-value",
+                    &at.key("Mode"),
+                    format!("Mode must be \"INLINE\" or \"DISTRIBUTED\", not \"{other}\""),
+                );
+                false
+            }
+        }
+    }
+
+    /// `ToleratedFailureCount`/`...Percentage` and their `Path` forms.
+    fn number_or_path(
+        &mut self,
+        object: &Object,
+        at: &Loc,
+        key: &str,
+        percentage: bool,
+    ) -> Option<NumberOrPath> {
+        let path_key = format!("{key}Path");
+        if self.ctx.exclusive(object, at, key, &path_key) {
+            return None;
+        }
+        if let Some(value) = object.get(&path_key) {
+            return self.ctx.reference_path(value, &at.key(&path_key), &path_key).map(NumberOrPath::Path);
+        }
+        if !percentage {
+            return self.ctx.whole(object, at, key, 0).map(|n| NumberOrPath::Number(n as f64));
+        }
+        let value = self.ctx.number(object, at, key)?;
+        if !(0.0..=100.0).contains(&value) {
+            self.ctx.error(
+                "invalid-value",
+                &at.key(key),
+                format!("{key} must be between 0 and 100; found {value}"),
+            );
+            return None;
+        }
+        Some(NumberOrPath::Number(value))
+    }
+}
+
+/// Why the part after `grpc://` is not `<participant>/<package.Service>/<Method>`.
+fn check_grpc(rest: &str) -> Result<(), String> {
+    let parts: Vec<&str> = rest.split('/').collect();
+    let [participant, service, method] = parts.as_slice() else {
+        return Err(format!(
+            "\"grpc://{rest}\" has {} part(s) after grpc:// where three are needed",
+            parts.len()
+        ));
+    };
+    let is_identifier = |s: &str| {
+        let mut chars = s.chars();
+        chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+    };
+    let participant_ok = participant.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
+        && participant.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    if !participant_ok {
+        return Err(format!(
+            "participant alias \"{participant}\" must start with a letter and use only letters, \
+             digits, '-' and '_'"
+        ));
+    }
+    if !service.contains('.') || !service.split('.').all(is_identifier) {
+        return Err(format!(
+            "service \"{service}\" must be a fully-qualified name with its package, such as \
+             payment.v1.Payment"
+        ));
+    }
+    if !is_identifier(method) {
+        return Err(format!("method \"{method}\" must be a name such as Charge"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_grpc;
+
+    #[test]
+    fn grpc_resources() {
+        assert!(check_grpc("payment/payment.v1.Payment/Charge").is_ok());
+        assert!(check_grpc("payment-eu/payment.v1.Payment/Charge").is_ok());
+        assert!(check_grpc("payment/Payment/Charge").is_err());
+        assert!(check_grpc("payment/payment.v1.Payment").is_err());
+        assert!(check_grpc("/payment.v1.Payment/Charge").is_err());
+        assert!(check_grpc("payment/payment.v1.Payment/Charge/x").is_err());
+        assert!(check_grpc("payment/payment..Payment/Charge").is_err());
+    }
+}

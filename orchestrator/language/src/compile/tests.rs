@@ -1,0 +1,1 @@
+//! Tests of the compiler: one precise diagnostic per mistake, positions, and models.
