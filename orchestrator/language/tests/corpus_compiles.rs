@@ -56,6 +56,14 @@ fn every_jsonpath_definition_compiles() {
             }
         }
     }
-    assert!(failures.is_empty(), "{} of the corpus failed:\n{}", failures.len(), failures.join("\n"));
-    assert!(compiled >= 580, "only {compiled} JSONPath definitions found; is the corpus there?");
+    assert!(
+        failures.is_empty(),
+        "{} of the corpus failed:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+    assert!(
+        compiled >= 580,
+        "only {compiled} JSONPath definitions found; is the corpus there?"
+    );
 }

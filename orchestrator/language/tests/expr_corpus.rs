@@ -121,7 +121,10 @@ fn run(definition: &Value, input: &Value) -> Option<Outcome> {
         let effective = match path("InputPath") {
             None => value.clone(),
             Some(None) => json!({}),
-            Some(Some(p)) => match p.expect("InputPath parses").get(&sc(&value, &ctx, &scope_vars)) {
+            Some(Some(p)) => match p
+                .expect("InputPath parses")
+                .get(&sc(&value, &ctx, &scope_vars))
+            {
                 Ok(v) => v,
                 Err(e) => return Some(failed(e)),
             },
@@ -163,10 +166,15 @@ fn run(definition: &Value, input: &Value) -> Option<Outcome> {
                 output = match path("OutputPath") {
                     None => output,
                     Some(None) => json!({}),
-                    Some(Some(p)) => match p.expect("OutputPath parses").get(&sc(&output, &ctx, &scope_vars)) {
-                        Ok(v) => v,
-                        Err(e) => return Some(failed(e)),
-                    },
+                    Some(Some(p)) => {
+                        match p
+                            .expect("OutputPath parses")
+                            .get(&sc(&output, &ctx, &scope_vars))
+                        {
+                            Ok(v) => v,
+                            Err(e) => return Some(failed(e)),
+                        }
+                    }
                 };
                 if let Some(map) = assigned {
                     vars.extend(map);
@@ -178,7 +186,10 @@ fn run(definition: &Value, input: &Value) -> Option<Outcome> {
                 }
             }
             "Choice" => {
-                let mut target = state.get("Default").and_then(Value::as_str).map(str::to_owned);
+                let mut target = state
+                    .get("Default")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned);
                 for branch in state.get("Choices")?.as_array()? {
                     if branch.get("Assign").is_some() {
                         return None;
@@ -201,10 +212,15 @@ fn run(definition: &Value, input: &Value) -> Option<Outcome> {
                 value = match path("OutputPath") {
                     None => effective,
                     Some(None) => json!({}),
-                    Some(Some(p)) => match p.expect("OutputPath parses").get(&sc(&effective, &ctx, &scope_vars)) {
-                        Ok(v) => v,
-                        Err(e) => return Some(failed(e)),
-                    },
+                    Some(Some(p)) => {
+                        match p
+                            .expect("OutputPath parses")
+                            .get(&sc(&effective, &ctx, &scope_vars))
+                        {
+                            Ok(v) => v,
+                            Err(e) => return Some(failed(e)),
+                        }
+                    }
                 };
                 name = target;
             }
@@ -220,7 +236,9 @@ fn run(definition: &Value, input: &Value) -> Option<Outcome> {
                     let expr = Expr::parse(source).expect("Fail path parses");
                     let mut rng = ChaCha8Rng::seed_from_u64(0);
                     let v = expr.eval(&sc(&value, &ctx, &scope_vars), dynamic, &mut rng)?;
-                    Ok(Some(v.as_str().map_or_else(|| v.to_string(), str::to_owned)))
+                    Ok(Some(
+                        v.as_str().map_or_else(|| v.to_string(), str::to_owned),
+                    ))
                 };
                 let error = match field("Error", "ErrorPath") {
                     Ok(e) => e,
@@ -301,7 +319,12 @@ fn corpus_cases_that_need_only_expressions() {
             let name = case["name"].as_str().unwrap_or_default().to_owned();
             let ignore: Vec<String> = case["ignore_paths"]
                 .as_array()
-                .map(|a| a.iter().filter_map(Value::as_str).map(str::to_owned).collect())
+                .map(|a| {
+                    a.iter()
+                        .filter_map(Value::as_str)
+                        .map(str::to_owned)
+                        .collect()
+                })
                 .unwrap_or_default();
             let mut expected = case["expected"].clone();
             let mut actual = match outcome {
@@ -327,12 +350,19 @@ fn corpus_cases_that_need_only_expressions() {
             if actual == expected {
                 passed += 1;
             } else {
-                failures.push(format!("{name}\n  expected {expected}\n  actual   {actual}"));
+                failures.push(format!(
+                    "{name}\n  expected {expected}\n  actual   {actual}"
+                ));
             }
         }
     }
     eprintln!("{passed} corpus cases passed through expr");
-    assert!(failures.is_empty(), "{} failed:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} failed:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
     assert!(passed > 450, "only {passed} cases ran");
 }
 

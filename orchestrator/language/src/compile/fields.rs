@@ -41,7 +41,13 @@ impl Ctx<'_> {
     }
 
     /// Report every key of `object` that is not in `allowed`, with a hint.
-    pub(crate) fn unknown_fields(&mut self, object: &Object, at: &Loc, allowed: &[&str], what: &str) {
+    pub(crate) fn unknown_fields(
+        &mut self,
+        object: &Object,
+        at: &Loc,
+        allowed: &[&str],
+        what: &str,
+    ) {
         for key in object.keys() {
             if !allowed.contains(&key.as_str()) {
                 let hint = suggest::hint(key, allowed.iter().copied());
@@ -54,7 +60,12 @@ impl Ctx<'_> {
         }
     }
 
-    pub(crate) fn string<'v>(&mut self, object: &'v Object, at: &Loc, key: &str) -> Option<&'v str> {
+    pub(crate) fn string<'v>(
+        &mut self,
+        object: &'v Object,
+        at: &Loc,
+        key: &str,
+    ) -> Option<&'v str> {
         match object.get(key)? {
             Value::String(s) => Some(s),
             other => {
@@ -73,7 +84,11 @@ impl Ctx<'_> {
         what: &str,
     ) -> Option<&'v str> {
         if !object.contains_key(key) {
-            self.error_key("missing-field", at, format!("{what} needs a \"{key}\" field"));
+            self.error_key(
+                "missing-field",
+                at,
+                format!("{what} needs a \"{key}\" field"),
+            );
             return None;
         }
         self.string(object, at, key)
@@ -139,7 +154,12 @@ impl Ctx<'_> {
     }
 
     /// A reference path in a string value.
-    pub(crate) fn reference_path(&mut self, value: &Value, at: &Loc, field: &str) -> Option<ReferencePath> {
+    pub(crate) fn reference_path(
+        &mut self,
+        value: &Value,
+        at: &Loc,
+        field: &str,
+    ) -> Option<ReferencePath> {
         let Value::String(text) = value else {
             self.wrong_type(at, field, "a path string such as \"$.field\"", value);
             return None;
@@ -168,8 +188,18 @@ impl Ctx<'_> {
         }
     }
 
-    pub(crate) fn expr_error(&mut self, code: &'static str, at: &Loc, field: &str, err: &ExprError) {
-        self.error(code, &at.join(&err.pointer), format!("{field}: {}", err.message));
+    pub(crate) fn expr_error(
+        &mut self,
+        code: &'static str,
+        at: &Loc,
+        field: &str,
+        err: &ExprError,
+    ) {
+        self.error(
+            code,
+            &at.join(&err.pointer),
+            format!("{field}: {}", err.message),
+        );
     }
 
     /// A reference path field that may be absent (`$`) or `null` when `allow_null`.

@@ -63,11 +63,16 @@ fn machine(ctx: &mut Ctx<'_>, machine: &MachineSk, everywhere: &HashSet<&str>) {
             }
             targets.extend(resolve(&edge.target));
         }
+        if state.missing_next && adjacency.len() + 1 < states.len() {
+            targets.push(adjacency.len() + 1);
+        }
         adjacency.push(targets);
     }
     if let Some(start) = start {
         let reached = reachable(&adjacency, start);
-        let start_name = states.get_index(start).map_or("", |(name, _)| name.as_str());
+        let start_name = states
+            .get_index(start)
+            .map_or("", |(name, _)| name.as_str());
         for (i, (name, state)) in states.iter().enumerate() {
             if !reached[i] {
                 ctx.error_key(

@@ -40,7 +40,15 @@ use crate::errors;
 use crate::model::SagaRole;
 
 pub(crate) fn check(ctx: &mut Ctx<'_>, top: &MachineSk) {
-    machine(ctx, top, Outer { after_pivot: None, prior: None, end_succeeds: true });
+    machine(
+        ctx,
+        top,
+        Outer {
+            after_pivot: None,
+            prior: None,
+            end_succeeds: true,
+        },
+    );
 }
 
 /// What the enclosing machines imply for a nested one.
@@ -67,12 +75,18 @@ fn holds<'m>(name: &'m str, state: &'m StateSk, role: SagaRole) -> Option<&'m st
 }
 
 fn held_in(machine: &MachineSk, role: SagaRole) -> Option<&str> {
-    machine.states.iter().find_map(|(name, state)| holds(name, state, role))
+    machine
+        .states
+        .iter()
+        .find_map(|(name, state)| holds(name, state, role))
 }
 
 fn machine<'m>(ctx: &mut Ctx<'_>, machine: &'m MachineSk, outer: Outer<'m>) {
-    let states: Vec<(&'m str, &'m StateSk)> =
-        machine.states.iter().map(|(name, state)| (name.as_str(), state)).collect();
+    let states: Vec<(&'m str, &'m StateSk)> = machine
+        .states
+        .iter()
+        .map(|(name, state)| (name.as_str(), state))
+        .collect();
     let n = states.len();
     let index = |target: &str| machine.states.get_index_of(target);
     // Success transitions and all transitions, resolved; missing targets were reported by
@@ -95,10 +109,14 @@ fn machine<'m>(ctx: &mut Ctx<'_>, machine: &'m MachineSk, outer: Outer<'m>) {
         success.push(ok);
         every.push(all);
     }
-    let pivot: Vec<Option<&str>> =
-        states.iter().map(|(name, state)| holds(name, state, SagaRole::Pivot)).collect();
-    let compensatable: Vec<Option<&str>> =
-        states.iter().map(|(name, state)| holds(name, state, SagaRole::Compensatable)).collect();
+    let pivot: Vec<Option<&str>> = states
+        .iter()
+        .map(|(name, state)| holds(name, state, SagaRole::Pivot))
+        .collect();
+    let compensatable: Vec<Option<&str>> = states
+        .iter()
+        .map(|(name, state)| holds(name, state, SagaRole::Compensatable))
+        .collect();
 
     for (name, state) in &states {
         let branches_with_pivots: Vec<(usize, &str)> = state
@@ -128,7 +146,9 @@ fn machine<'m>(ctx: &mut Ctx<'_>, machine: &'m MachineSk, outer: Outer<'m>) {
         }
     }
     for (q, (name, state)) in states.iter().enumerate() {
-        let (Some(earlier), Some(task)) = (after[q], state.task) else { continue };
+        let (Some(earlier), Some(task)) = (after[q], state.task) else {
+            continue;
+        };
         match task.role {
             Some(SagaRole::Pivot) if earlier == *name => ctx.error_key(
                 "multiple-pivots",
@@ -174,7 +194,9 @@ fn machine<'m>(ctx: &mut Ctx<'_>, machine: &'m MachineSk, outer: Outer<'m>) {
     {
         let mut queue = VecDeque::new();
         for i in 0..n {
-            let Some(origin) = compensatable[i] else { continue };
+            let Some(origin) = compensatable[i] else {
+                continue;
+            };
             for &j in &success[i] {
                 if prior[j].is_none() {
                     prior[j] = Some(origin);
@@ -191,23 +213,34 @@ fn machine<'m>(ctx: &mut Ctx<'_>, machine: &'m MachineSk, outer: Outer<'m>) {
             }
         }
     }
-    let ends_ok: Vec<usize> = (0..n).filter(|&i| outer.end_succeeds && states[i].1.ends_ok).collect();
+    let ends_ok: Vec<usize> = (0..n)
+        .filter(|&i| outer.end_succeeds && states[i].1.ends_ok)
+        .collect();
     let mut can_succeed = vec![false; n];
     for i in spread(&reverse, ends_ok.iter().copied()) {
         can_succeed[i] = true;
     }
     for (s, (name, state)) in states.iter().enumerate() {
         for edge in state.edges.iter().filter(|e| e.kind == EdgeKind::Catch) {
-            let Some(c) = index(&edge.target) else { continue };
+            let Some(c) = index(&edge.target) else {
+                continue;
+            };
             if !can_succeed[c] {
                 continue;
             }
-            let unknown_outcome =
-                edge.errors.iter().any(|e| e == errors::ALL || e == errors::TIMEOUT);
-            let own = (role(state) == Some(SagaRole::Compensatable) && unknown_outcome)
-                .then_some(*name);
-            let nested = state.children.iter().find_map(|c| held_in(c, SagaRole::Compensatable));
-            let Some(step) = prior[s].or(nested).or(own).or(outer.prior) else { continue };
+            let unknown_outcome = edge
+                .errors
+                .iter()
+                .any(|e| e == errors::ALL || e == errors::TIMEOUT);
+            let own =
+                (role(state) == Some(SagaRole::Compensatable) && unknown_outcome).then_some(*name);
+            let nested = state
+                .children
+                .iter()
+                .find_map(|c| held_in(c, SagaRole::Compensatable));
+            let Some(step) = prior[s].or(nested).or(own).or(outer.prior) else {
+                continue;
+            };
             ctx.warn(
                 "catch-skips-compensation",
                 &edge.loc,
@@ -226,9 +259,13 @@ fn machine<'m>(ctx: &mut Ctx<'_>, machine: &'m MachineSk, outer: Outer<'m>) {
         if state.children.is_empty() {
             continue;
         }
-        let end_succeeds = (outer.end_succeeds && state.ends_ok)
-            || success[i].iter().any(|&j| can_succeed[j]);
-        let inner = Outer { after_pivot: after[i], prior: prior[i].or(outer.prior), end_succeeds };
+        let end_succeeds =
+            (outer.end_succeeds && state.ends_ok) || success[i].iter().any(|&j| can_succeed[j]);
+        let inner = Outer {
+            after_pivot: after[i],
+            prior: prior[i].or(outer.prior),
+            end_succeeds,
+        };
         for child in &state.children {
             self::machine(ctx, child, inner);
         }

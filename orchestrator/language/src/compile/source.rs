@@ -5,19 +5,21 @@
 //! - `serde_json` is the authority on syntax and values. It is strict RFC 8259 (jsonc-parser
 //!   accepts comments, single-quoted strings and trailing commas, which AWS rejects), reports
 //!   line:column for every syntax error, and yields values exactly as the rest of Sagaflow
-//!   reads them (`preserve_order`, `float_roundtrip`).
+//!   reads them (`preserve_order`, `float_roundtrip`). Values are built through a small
+//!   visitor that also notices repeated keys, which `Value`'s own would merge silently.
 //! - `jsonc-parser`'s syntax tree of the same, already valid, text holds the byte range of
-//!   every key and value. Positions are only needed when something is reported, so they are
-//!   looked up by walking the tree along a JSON pointer on demand instead of being indexed
-//!   for every node: a valid definition pays one extra parse and no per-node allocation.
-//!
-//! The tree also reveals duplicate keys, which `serde_json` silently merges (last one wins).
+//!   every key and value. Positions are only needed when something is reported, so the tree
+//!   is parsed lazily, on the first position asked for, and a pointer is resolved by walking
+//!   it: a valid definition without warnings pays for one parse only.
 
+use std::cell::{Cell, OnceCell};
 use std::collections::HashMap;
+use std::fmt;
 
 use jsonc_parser::ast;
 use jsonc_parser::common::Ranged;
-use serde_json::Value;
+use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde_json::{Map, Number, Value};
 
 /// Which part of an object member a diagnostic points at.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,9 +56,10 @@ pub(crate) struct Source<'t> {
     text: &'t str,
     /// Byte offset where each line starts.
     line_starts: Vec<usize>,
-    /// `None` only if jsonc-parser rejected text that serde_json accepted; positions then
-    /// fall back to 1:1 rather than failing the compilation.
-    root: Option<ast::Value<'t>>,
+    /// Parsed on first use. `None` inside only if jsonc-parser rejected text that serde_json
+    /// accepted; positions then fall back to 1:1 rather than failing the compilation.
+    tree: OnceCell<Option<ast::Value<'t>>>,
+    has_duplicates: bool,
 }
 
 impl<'t> Source<'t> {
@@ -65,21 +68,40 @@ impl<'t> Source<'t> {
         let line_starts = std::iter::once(0)
             .chain(text.match_indices('\n').map(|(i, _)| i + 1))
             .collect();
-        let value: Value = match serde_json::from_str(text) {
-            Ok(value) => value,
-            Err(err) => {
-                let source = Source { text, line_starts, root: None };
-                return Err(source.syntax_error(&err));
-            }
-        };
-        let root = jsonc_parser::parse_to_ast(
+        let mut source = Source {
             text,
-            &jsonc_parser::CollectOptions::default(),
-            &jsonc_parser::ParseOptions::default(),
-        )
-        .ok()
-        .and_then(|result| result.value);
-        Ok((value, Source { text, line_starts, root }))
+            line_starts,
+            tree: OnceCell::new(),
+            has_duplicates: false,
+        };
+        let duplicates = Cell::new(false);
+        let mut deserializer = serde_json::Deserializer::from_str(text);
+        let parsed = ValueSeed {
+            duplicates: &duplicates,
+        }
+        .deserialize(&mut deserializer)
+        .and_then(|value| deserializer.end().map(|()| value));
+        match parsed {
+            Ok(value) => {
+                source.has_duplicates = duplicates.get();
+                Ok((value, source))
+            }
+            Err(err) => Err(source.syntax_error(&err)),
+        }
+    }
+
+    fn tree(&self) -> Option<&ast::Value<'t>> {
+        self.tree
+            .get_or_init(|| {
+                jsonc_parser::parse_to_ast(
+                    self.text,
+                    &jsonc_parser::CollectOptions::default(),
+                    &jsonc_parser::ParseOptions::default(),
+                )
+                .ok()
+                .and_then(|result| result.value)
+            })
+            .as_ref()
     }
 
     fn syntax_error(&self, err: &serde_json::Error) -> SyntaxError {
@@ -97,12 +119,19 @@ impl<'t> Source<'t> {
             Some(cut) => full[..cut].to_string(),
             None => full,
         };
-        SyntaxError { line, column, message: format!("invalid JSON: {message}") }
+        SyntaxError {
+            line,
+            column,
+            message: format!("invalid JSON: {message}"),
+        }
     }
 
     /// 1-based line and column (in characters) of a byte offset.
     pub(crate) fn line_column(&self, offset: usize) -> (usize, usize) {
-        let line = self.line_starts.partition_point(|&start| start <= offset).max(1);
+        let line = self
+            .line_starts
+            .partition_point(|&start| start <= offset)
+            .max(1);
         let start = self.line_starts[line - 1];
         let mut end = offset.min(self.text.len());
         while !self.text.is_char_boundary(end) {
@@ -115,7 +144,7 @@ impl<'t> Source<'t> {
     /// Position of what `pointer` names. When the pointer does not resolve completely (a
     /// missing field), the deepest member that exists is used, at its key.
     pub(crate) fn position(&self, pointer: &str, focus: Focus) -> (usize, usize) {
-        let Some(mut node) = self.root.as_ref() else {
+        let Some(mut node) = self.tree() else {
             return (1, 1);
         };
         let mut key: Option<usize> = None;
@@ -158,11 +187,84 @@ impl<'t> Source<'t> {
     /// Every key that appears more than once in its object, in source order.
     pub(crate) fn duplicate_keys(&self) -> Vec<DuplicateKey> {
         let mut found = Vec::new();
-        if let Some(root) = &self.root {
+        if !self.has_duplicates {
+            return found;
+        }
+        if let Some(root) = self.tree() {
             let mut pointer = String::new();
             collect_duplicates(root, &mut pointer, &mut found);
         }
         found
+    }
+}
+
+/// Builds a `Value` as serde_json's own visitor does, and notes repeated keys.
+#[derive(Clone, Copy)]
+struct ValueSeed<'f> {
+    duplicates: &'f Cell<bool>,
+}
+
+impl<'de> DeserializeSeed<'de> for ValueSeed<'_> {
+    type Value = Value;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Value, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for ValueSeed<'_> {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_bool<E>(self, value: bool) -> Result<Value, E> {
+        Ok(Value::Bool(value))
+    }
+
+    fn visit_i64<E>(self, value: i64) -> Result<Value, E> {
+        Ok(Value::Number(value.into()))
+    }
+
+    fn visit_u64<E>(self, value: u64) -> Result<Value, E> {
+        Ok(Value::Number(value.into()))
+    }
+
+    fn visit_f64<E>(self, value: f64) -> Result<Value, E> {
+        Ok(Number::from_f64(value).map_or(Value::Null, Value::Number))
+    }
+
+    fn visit_str<E>(self, value: &str) -> Result<Value, E> {
+        Ok(Value::String(value.to_owned()))
+    }
+
+    fn visit_string<E>(self, value: String) -> Result<Value, E> {
+        Ok(Value::String(value))
+    }
+
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0));
+        while let Some(item) = seq.next_element_seed(self)? {
+            items.push(item);
+        }
+        Ok(Value::Array(items))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut access: A) -> Result<Value, A::Error> {
+        let mut map = Map::new();
+        while let Some(key) = access.next_key::<String>()? {
+            let value = access.next_value_seed(self)?;
+            // Like serde_json: the first key keeps its place, the last value wins.
+            if map.insert(key, value).is_some() {
+                self.duplicates.set(true);
+            }
+        }
+        Ok(Value::Object(map))
     }
 }
 
@@ -233,7 +335,7 @@ mod tests {
         assert_eq!(source.position("", Focus::Value), (1, 1));
         assert_eq!(source.position("/a", Focus::Key), (2, 3));
         assert_eq!(source.position("/a", Focus::Value), (2, 8));
-        assert_eq!(source.position("/a/b~1c/2", Focus::Value), (2, 24));
+        assert_eq!(source.position("/a/b~1c/2", Focus::Value), (2, 25));
         assert_eq!(source.position("/d", Focus::Value), (3, 8));
         // A missing member points at the deepest existing key.
         assert_eq!(source.position("/d/missing", Focus::Value), (3, 3));

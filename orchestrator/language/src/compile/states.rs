@@ -35,6 +35,10 @@ pub(crate) struct StateSk {
     pub(crate) task: Option<TaskSk>,
     /// Parallel branches or the Map processor.
     pub(crate) children: Vec<MachineSk>,
+    /// Neither Next nor End was given (reported as `missing-next`); the graph checks assume
+    /// the state below was meant, so the one omission is not reported again as
+    /// "unreachable".
+    pub(crate) missing_next: bool,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -63,16 +67,31 @@ pub(crate) struct Edge {
     pub(crate) errors: Vec<String>,
 }
 
-pub(crate) const STATE_TYPES: [&str; 8] =
-    ["Pass", "Task", "Choice", "Wait", "Succeed", "Fail", "Parallel", "Map"];
+pub(crate) const STATE_TYPES: [&str; 8] = [
+    "Pass", "Task", "Choice", "Wait", "Succeed", "Fail", "Parallel", "Map",
+];
 
-const TOP_FIELDS: &[&str] =
-    &["StartAt", "States", "Comment", "Version", "TimeoutSeconds", "QueryLanguage"];
+const TOP_FIELDS: &[&str] = &[
+    "StartAt",
+    "States",
+    "Comment",
+    "Version",
+    "TimeoutSeconds",
+    "QueryLanguage",
+];
 const BRANCH_FIELDS: &[&str] = &["StartAt", "States", "Comment"];
 const PROCESSOR_FIELDS: &[&str] = &["StartAt", "States", "Comment", "ProcessorConfig"];
 const COMMON_FIELDS: &[&str] = &["Type", "Comment", "QueryLanguage"];
-const PASS_FIELDS: &[&str] =
-    &["InputPath", "OutputPath", "Parameters", "Result", "ResultPath", "Next", "End", "Assign"];
+const PASS_FIELDS: &[&str] = &[
+    "InputPath",
+    "OutputPath",
+    "Parameters",
+    "Result",
+    "ResultPath",
+    "Next",
+    "End",
+    "Assign",
+];
 const TASK_FIELDS: &[&str] = &[
     "Resource",
     "InputPath",
@@ -152,7 +171,13 @@ const RETRY_FIELDS: &[&str] = &[
     "Comment",
 ];
 const CATCH_FIELDS: &[&str] = &["ErrorEquals", "Next", "ResultPath", "Assign", "Comment"];
-const COMPENSATE_FIELDS: &[&str] = &["Resource", "Parameters", "Retry", "TimeoutSeconds", "Comment"];
+const COMPENSATE_FIELDS: &[&str] = &[
+    "Resource",
+    "Parameters",
+    "Retry",
+    "TimeoutSeconds",
+    "Comment",
+];
 const WAIT_KINDS: [&str; 4] = ["Seconds", "SecondsPath", "Timestamp", "TimestampPath"];
 const SAGA_ROLES: [&str; 4] = ["compensatable", "pivot", "retriable", "readonly"];
 
@@ -180,7 +205,10 @@ pub(crate) struct Compiler<'c, 's> {
 
 impl<'c, 's> Compiler<'c, 's> {
     pub(crate) fn new(ctx: &'c mut Ctx<'s>) -> Self {
-        Compiler { ctx, names: HashMap::new() }
+        Compiler {
+            ctx,
+            names: HashMap::new(),
+        }
     }
 
     pub(crate) fn definition(mut self, root: &Value) -> (Option<Definition>, Option<MachineSk>) {
@@ -207,26 +235,39 @@ impl<'c, 's> Compiler<'c, 's> {
             );
         }
         let timeout_seconds = self.ctx.whole(object, &at, "TimeoutSeconds", 1);
-        self.query_language(object, &at);
+        if !self.query_language(object, &at) {
+            // A JSONata machine is written in another language: one clear error says so,
+            // instead of one per JSONata field.
+            return (None, None);
+        }
         let (machine, skeleton) = self.machine(object, &at, TOP_FIELDS, "the definition");
-        let definition = machine.map(|machine| Definition { comment, timeout_seconds, machine });
+        let definition = machine.map(|machine| Definition {
+            comment,
+            timeout_seconds,
+            machine,
+        });
         (definition, Some(skeleton))
     }
 
-    fn query_language(&mut self, object: &Object, at: &Loc) {
+    /// Checks `QueryLanguage`; false for JSONata.
+    fn query_language(&mut self, object: &Object, at: &Loc) -> bool {
         match self.ctx.string(object, at, "QueryLanguage") {
             None | Some("JSONPath") => {}
-            Some("JSONata") => self.ctx.error(
-                "unsupported-query-language",
-                &at.key("QueryLanguage"),
-                "JSONata is not supported yet; use JSONPath",
-            ),
+            Some("JSONata") => {
+                self.ctx.error(
+                    "unsupported-query-language",
+                    &at.key("QueryLanguage"),
+                    "JSONata is not supported yet; use JSONPath",
+                );
+                return false;
+            }
             Some(other) => self.ctx.error(
                 "invalid-value",
                 &at.key("QueryLanguage"),
                 format!("QueryLanguage must be \"JSONPath\", not \"{other}\""),
             ),
         }
+        true
     }
 
     /// A `StartAt` + `States` object: the top level, a Parallel branch or a Map processor.
@@ -247,13 +288,21 @@ impl<'c, 's> Compiler<'c, 's> {
         let mut complete = true;
         match object.get("States") {
             None => {
-                self.ctx.error_key("missing-field", at, format!("{what} needs a \"States\" object"));
+                self.ctx.error_key(
+                    "missing-field",
+                    at,
+                    format!("{what} needs a \"States\" object"),
+                );
                 complete = false;
             }
             Some(Value::Object(map)) => {
                 let states_at = at.key("States");
                 if map.is_empty() {
-                    self.ctx.error("invalid-value", &states_at, "States must hold at least one state");
+                    self.ctx.error(
+                        "invalid-value",
+                        &states_at,
+                        "States must hold at least one state",
+                    );
                     complete = false;
                 }
                 for (name, value) in map {
@@ -270,14 +319,16 @@ impl<'c, 's> Compiler<'c, 's> {
                 }
             }
             Some(other) => {
-                self.ctx.wrong_type(&at.key("States"), "States", "an object", other);
+                self.ctx
+                    .wrong_type(&at.key("States"), "States", "an object", other);
                 complete = false;
             }
         }
         let machine = match start_at {
-            Some(start_at) if complete => {
-                Some(StateMachine { start_at: start_at.to_string(), states })
-            }
+            Some(start_at) if complete => Some(StateMachine {
+                start_at: start_at.to_string(),
+                states,
+            }),
             _ => None,
         };
         (machine, skeleton)
@@ -309,10 +360,17 @@ impl<'c, 's> Compiler<'c, 's> {
     }
 
     fn state(&mut self, name: &str, value: &Value, at: &Loc) -> (Option<State>, StateSk) {
-        let mut skeleton =
-            StateSk { loc: at.clone(), edges: Vec::new(), ends_ok: false, task: None, children: Vec::new() };
+        let mut skeleton = StateSk {
+            loc: at.clone(),
+            edges: Vec::new(),
+            ends_ok: false,
+            task: None,
+            children: Vec::new(),
+            missing_next: false,
+        };
         let Value::Object(object) = value else {
-            self.ctx.wrong_type(at, &format!("state \"{name}\""), "an object", value);
+            self.ctx
+                .wrong_type(at, &format!("state \"{name}\""), "an object", value);
             return (None, skeleton);
         };
         let kind = match object.get("Type") {
@@ -327,7 +385,9 @@ impl<'c, 's> Compiler<'c, 's> {
                 );
                 None
             }
-            Some(Value::String(kind)) if STATE_TYPES.contains(&kind.as_str()) => Some(kind.as_str()),
+            Some(Value::String(kind)) if STATE_TYPES.contains(&kind.as_str()) => {
+                Some(kind.as_str())
+            }
             Some(Value::String(kind)) => {
                 let hint = suggest::hint(kind, STATE_TYPES);
                 self.ctx.error(
@@ -341,7 +401,8 @@ impl<'c, 's> Compiler<'c, 's> {
                 None
             }
             Some(other) => {
-                self.ctx.wrong_type(&at.key("Type"), "Type", "a string", other);
+                self.ctx
+                    .wrong_type(&at.key("Type"), "Type", "a string", other);
                 None
             }
         };
@@ -351,8 +412,11 @@ impl<'c, 's> Compiler<'c, 's> {
             self.generic_edges(object, at, &mut skeleton);
             return (None, skeleton);
         };
+        if !self.query_language(object, at) {
+            self.generic_edges(object, at, &mut skeleton);
+            return (None, skeleton);
+        }
         self.state_fields(object, at, kind);
-        self.query_language(object, at);
         let comment = self.ctx.string(object, at, "Comment").map(str::to_string);
         let allowed = allowed_fields(kind);
         let (input_path, output_path) = if allowed.contains(&"InputPath") {
@@ -363,22 +427,34 @@ impl<'c, 's> Compiler<'c, 's> {
         } else {
             (PathField::Identity, PathField::Identity)
         };
-        let assign =
-            if allowed.contains(&"Assign") { self.ctx.template(object, at, "Assign") } else { None };
+        let assign = if allowed.contains(&"Assign") {
+            self.ctx.template(object, at, "Assign")
+        } else {
+            None
+        };
         let needs_transition = allowed.contains(&"Next");
-        let transition =
-            if needs_transition { self.transition(name, object, at, &mut skeleton) } else { None };
+        let transition = if needs_transition {
+            self.transition(name, object, at, &mut skeleton)
+        } else {
+            None
+        };
         let state_kind = match kind {
             "Pass" => Some(StateKind::Pass(self.pass(object, at))),
-            "Task" => self.task(name, object, at, &mut skeleton).map(StateKind::Task),
-            "Choice" => self.choice(object, at, &mut skeleton).map(StateKind::Choice),
+            "Task" => self
+                .task(name, object, at, &mut skeleton)
+                .map(StateKind::Task),
+            "Choice" => self
+                .choice(object, at, &mut skeleton)
+                .map(StateKind::Choice),
             "Wait" => self.wait(object, at).map(StateKind::Wait),
             "Succeed" => {
                 skeleton.ends_ok = true;
                 Some(StateKind::Succeed)
             }
             "Fail" => Some(StateKind::Fail(self.fail(object, at))),
-            "Parallel" => self.parallel(object, at, &mut skeleton).map(StateKind::Parallel),
+            "Parallel" => self
+                .parallel(object, at, &mut skeleton)
+                .map(StateKind::Parallel),
             _ => self.map(object, at, &mut skeleton).map(StateKind::Map),
         };
         if needs_transition && transition.is_none() {
@@ -482,7 +558,12 @@ impl<'c, 's> Compiler<'c, 's> {
     fn generic_edges(&mut self, object: &Object, at: &Loc, skeleton: &mut StateSk) {
         let mut add = |target: Option<&Value>, loc: Loc, kind| {
             if let Some(Value::String(target)) = target {
-                skeleton.edges.push(Edge { target: target.clone(), loc, kind, errors: Vec::new() });
+                skeleton.edges.push(Edge {
+                    target: target.clone(),
+                    loc,
+                    kind,
+                    errors: Vec::new(),
+                });
             }
         };
         add(object.get("Next"), at.key("Next"), EdgeKind::Next);
@@ -534,6 +615,7 @@ impl<'c, 's> Compiler<'c, 's> {
         // A wrongly typed End was reported already; only a missing or false End is "missing".
         let end_missing = end == Some(false) || !object.contains_key("End");
         if !has_next && end_missing {
+            skeleton.missing_next = true;
             self.ctx.error_key(
                 "missing-next",
                 at,
@@ -561,10 +643,10 @@ impl<'c, 's> Compiler<'c, 's> {
         at: &Loc,
         skeleton: &mut StateSk,
     ) -> Option<Box<TaskState>> {
-        let resource = self.ctx.required_string(object, at, "Resource", "a Task state");
-        if let Some(resource) = resource {
-            self.resource(resource, &at.key("Resource"));
-        }
+        let resource = self
+            .ctx
+            .required_string(object, at, "Resource", "a Task state");
+        let resource_ok = resource.is_some_and(|r| self.resource(r, &at.key("Resource")));
         let parameters = self.ctx.template(object, at, "Parameters");
         let resilience = self.resilience(object, at, skeleton);
         let timeout = self.timeout(object, at, "TimeoutSeconds", "TimeoutSecondsPath");
@@ -610,9 +692,11 @@ impl<'c, 's> Compiler<'c, 's> {
         let role = saga_role.or(has_compensate.then_some(SagaRole::Compensatable));
         let absorbs_failures = resilience.retry.iter().any(|r| {
             r.max_attempts > 0
-                && r.error_equals.iter().any(|e| e == errors::ALL || e == errors::TASK_FAILED)
+                && r.error_equals
+                    .iter()
+                    .any(|e| e == errors::ALL || e == errors::TASK_FAILED)
         });
-        let grpc = resource.is_some_and(|r| r.starts_with("grpc://"));
+        let grpc = resource_ok && resource.is_some_and(|r| r.starts_with("grpc://"));
         if grpc && role.is_none() && !object.contains_key("SagaRole") {
             self.ctx.warn_key(
                 "no-saga-role",
@@ -633,7 +717,10 @@ impl<'c, 's> Compiler<'c, 's> {
                 ),
             );
         }
-        skeleton.task = Some(TaskSk { role, absorbs_failures });
+        skeleton.task = Some(TaskSk {
+            role,
+            absorbs_failures,
+        });
         Some(Box::new(TaskState {
             resource: resource?.to_string(),
             parameters,
@@ -667,8 +754,8 @@ impl<'c, 's> Compiler<'c, 's> {
         }
     }
 
-    /// `grpc://<participant>/<package.Service>/<Method>` or an ARN.
-    fn resource(&mut self, resource: &str, at: &Loc) {
+    /// `grpc://<participant>/<package.Service>/<Method>` or an ARN; false when reported.
+    fn resource(&mut self, resource: &str, at: &Loc) -> bool {
         if let Some(rest) = resource.strip_prefix("grpc://") {
             if let Err(why) = check_grpc(rest) {
                 self.ctx.error(
@@ -679,6 +766,7 @@ impl<'c, 's> Compiler<'c, 's> {
                          e.g. grpc://payment/payment.v1.Payment/Charge"
                     ),
                 );
+                return false;
             }
         } else if !resource.starts_with("arn:") {
             self.ctx.error(
@@ -689,7 +777,9 @@ impl<'c, 's> Compiler<'c, 's> {
                      (grpc://<participant>/<package.Service>/<Method>) nor an ARN"
                 ),
             );
+            return false;
         }
+        true
     }
 
     fn timeout(&mut self, object: &Object, at: &Loc, seconds: &str, path: &str) -> Option<Timeout> {
@@ -700,7 +790,9 @@ impl<'c, 's> Compiler<'c, 's> {
             return self.ctx.whole(object, at, seconds, 1).map(Timeout::Seconds);
         }
         let value = object.get(path)?;
-        self.ctx.reference_path(value, &at.key(path), path).map(Timeout::Path)
+        self.ctx
+            .reference_path(value, &at.key(path), path)
+            .map(Timeout::Path)
     }
 
     fn compensation(&mut self, value: &Value, at: &Loc) -> Option<Compensation> {
@@ -708,15 +800,23 @@ impl<'c, 's> Compiler<'c, 's> {
             self.ctx.wrong_type(at, "Compensate", "an object", value);
             return None;
         };
-        self.ctx.unknown_fields(object, at, COMPENSATE_FIELDS, "Compensate");
-        let resource = self.ctx.required_string(object, at, "Resource", "Compensate");
+        self.ctx
+            .unknown_fields(object, at, COMPENSATE_FIELDS, "Compensate");
+        let resource = self
+            .ctx
+            .required_string(object, at, "Resource", "Compensate");
         if let Some(resource) = resource {
             self.resource(resource, &at.key("Resource"));
         }
         let parameters = self.ctx.template(object, at, "Parameters");
         let retry = self.retriers(object, at);
         let timeout_seconds = self.ctx.whole(object, at, "TimeoutSeconds", 1);
-        Some(Compensation { resource: resource?.to_string(), parameters, retry, timeout_seconds })
+        Some(Compensation {
+            resource: resource?.to_string(),
+            parameters,
+            retry,
+            timeout_seconds,
+        })
     }
 
     fn resilience(&mut self, object: &Object, at: &Loc, skeleton: &mut StateSk) -> Resilience {
@@ -739,10 +839,12 @@ impl<'c, 's> Compiler<'c, 's> {
         for (i, item) in items.iter().enumerate() {
             let item_at = at.index(i);
             let Value::Object(retrier) = item else {
-                self.ctx.wrong_type(&item_at, "a retrier", "an object", item);
+                self.ctx
+                    .wrong_type(&item_at, "a retrier", "an object", item);
                 continue;
             };
-            self.ctx.unknown_fields(retrier, &item_at, RETRY_FIELDS, "a retrier");
+            self.ctx
+                .unknown_fields(retrier, &item_at, RETRY_FIELDS, "a retrier");
             let error_equals = self.error_equals(retrier, &item_at, i == last, "retrier");
             let interval_seconds = self.ctx.whole(retrier, &item_at, "IntervalSeconds", 1);
             let max_attempts = self.ctx.whole(retrier, &item_at, "MaxAttempts", 0);
@@ -791,13 +893,19 @@ impl<'c, 's> Compiler<'c, 's> {
         for (i, item) in items.iter().enumerate() {
             let item_at = at.index(i);
             let Value::Object(catcher) = item else {
-                self.ctx.wrong_type(&item_at, "a catcher", "an object", item);
+                self.ctx
+                    .wrong_type(&item_at, "a catcher", "an object", item);
                 continue;
             };
-            self.ctx.unknown_fields(catcher, &item_at, CATCH_FIELDS, "a catcher");
+            self.ctx
+                .unknown_fields(catcher, &item_at, CATCH_FIELDS, "a catcher");
             let error_equals = self.error_equals(catcher, &item_at, i == last, "catcher");
-            let next = self.ctx.required_string(catcher, &item_at, "Next", "a catcher");
-            let result_path = self.ctx.path_field(catcher, &item_at, "ResultPath", true, true);
+            let next = self
+                .ctx
+                .required_string(catcher, &item_at, "Next", "a catcher");
+            let result_path = self
+                .ctx
+                .path_field(catcher, &item_at, "ResultPath", true, true);
             let assign = self.ctx.template(catcher, &item_at, "Assign");
             if let Some(next) = next {
                 skeleton.edges.push(Edge {
@@ -806,7 +914,12 @@ impl<'c, 's> Compiler<'c, 's> {
                     kind: EdgeKind::Catch,
                     errors: error_equals.clone(),
                 });
-                catchers.push(Catcher { error_equals, next: next.to_string(), result_path, assign });
+                catchers.push(Catcher {
+                    error_equals,
+                    next: next.to_string(),
+                    result_path,
+                    assign,
+                });
             }
         }
         catchers
@@ -823,7 +936,13 @@ impl<'c, 's> Compiler<'c, 's> {
         }
     }
 
-    fn error_equals(&mut self, object: &Object, at: &Loc, is_last: bool, what: &str) -> Vec<String> {
+    fn error_equals(
+        &mut self,
+        object: &Object,
+        at: &Loc,
+        is_last: bool,
+        what: &str,
+    ) -> Vec<String> {
         let Some(value) = object.get("ErrorEquals") else {
             self.ctx.error_key(
                 "missing-field",
@@ -834,20 +953,30 @@ impl<'c, 's> Compiler<'c, 's> {
         };
         let at = at.key("ErrorEquals");
         let Value::Array(items) = value else {
-            self.ctx.wrong_type(&at, "ErrorEquals", "an array of error names", value);
+            self.ctx
+                .wrong_type(&at, "ErrorEquals", "an array of error names", value);
             return Vec::new();
         };
         if items.is_empty() {
-            self.ctx.error("invalid-value", &at, "ErrorEquals must list at least one error name");
+            self.ctx.error(
+                "invalid-value",
+                &at,
+                "ErrorEquals must list at least one error name",
+            );
         }
         let mut names = Vec::with_capacity(items.len());
         for (i, item) in items.iter().enumerate() {
             let Value::String(name) = item else {
-                self.ctx.wrong_type(&at.index(i), "an error name", "a string", item);
+                self.ctx
+                    .wrong_type(&at.index(i), "an error name", "a string", item);
                 continue;
             };
             if name.is_empty() {
-                self.ctx.error("invalid-value", &at.index(i), "an error name cannot be empty");
+                self.ctx.error(
+                    "invalid-value",
+                    &at.index(i),
+                    "an error name cannot be empty",
+                );
             } else if name.starts_with("States.") && !errors::PREDEFINED.contains(&name.as_str()) {
                 let hint = suggest::hint(name, errors::PREDEFINED);
                 self.ctx.error(
@@ -886,8 +1015,10 @@ impl<'c, 's> Compiler<'c, 's> {
     }
 
     fn wait(&mut self, object: &Object, at: &Loc) -> Option<WaitState> {
-        let present: Vec<&str> =
-            WAIT_KINDS.into_iter().filter(|k| object.contains_key(*k)).collect();
+        let present: Vec<&str> = WAIT_KINDS
+            .into_iter()
+            .filter(|k| object.contains_key(*k))
+            .collect();
         match present.as_slice() {
             [] => {
                 self.ctx.error_key(
@@ -947,7 +1078,13 @@ impl<'c, 's> Compiler<'c, 's> {
         }
     }
 
-    fn fail_field(&mut self, object: &Object, at: &Loc, literal: &str, path: &str) -> Option<FailField> {
+    fn fail_field(
+        &mut self,
+        object: &Object,
+        at: &Loc,
+        literal: &str,
+        path: &str,
+    ) -> Option<FailField> {
         if self.ctx.exclusive(object, at, literal, path) {
             return None;
         }
@@ -958,7 +1095,8 @@ impl<'c, 's> Compiler<'c, 's> {
         match Expr::parse(text) {
             Ok(expr) => Some(FailField::Dynamic(expr)),
             Err(err) => {
-                self.ctx.expr_error("invalid-expression", &at.key(path), path, &err);
+                self.ctx
+                    .expr_error("invalid-expression", &at.key(path), path, &err);
                 None
             }
         }
@@ -983,13 +1121,18 @@ impl<'c, 's> Compiler<'c, 's> {
             Some(Value::Array(items)) => {
                 let branches_at = at.key("Branches");
                 if items.is_empty() {
-                    self.ctx.error("invalid-value", &branches_at, "Branches must hold at least one branch");
+                    self.ctx.error(
+                        "invalid-value",
+                        &branches_at,
+                        "Branches must hold at least one branch",
+                    );
                 }
                 let mut branches = Some(Vec::with_capacity(items.len()));
                 for (i, item) in items.iter().enumerate() {
                     let branch_at = branches_at.index(i);
                     let Value::Object(branch) = item else {
-                        self.ctx.wrong_type(&branch_at, "a branch", "an object", item);
+                        self.ctx
+                            .wrong_type(&branch_at, "a branch", "an object", item);
                         branches = None;
                         continue;
                     };
@@ -1004,18 +1147,25 @@ impl<'c, 's> Compiler<'c, 's> {
                 branches.filter(|b| !b.is_empty())
             }
             Some(other) => {
-                self.ctx.wrong_type(&at.key("Branches"), "Branches", "an array", other);
+                self.ctx
+                    .wrong_type(&at.key("Branches"), "Branches", "an array", other);
                 None
             }
         };
         let parameters = self.ctx.template(object, at, "Parameters");
         let resilience = self.resilience(object, at, skeleton);
-        Some(Box::new(ParallelState { branches: branches?, parameters, resilience }))
+        Some(Box::new(ParallelState {
+            branches: branches?,
+            parameters,
+            resilience,
+        }))
     }
 
     fn map(&mut self, object: &Object, at: &Loc, skeleton: &mut StateSk) -> Option<Box<MapState>> {
         self.ctx.exclusive(object, at, "ItemProcessor", "Iterator");
-        let processor_key = ["ItemProcessor", "Iterator"].into_iter().find(|k| object.contains_key(*k));
+        let processor_key = ["ItemProcessor", "Iterator"]
+            .into_iter()
+            .find(|k| object.contains_key(*k));
         let mut distributed = false;
         let processor = match processor_key {
             None => {
@@ -1055,16 +1205,21 @@ impl<'c, 's> Compiler<'c, 's> {
         } else {
             self.ctx.template(object, at, "Parameters")
         };
-        let max_concurrency = if self.ctx.exclusive(object, at, "MaxConcurrency", "MaxConcurrencyPath")
-        {
-            None
-        } else if let Some(value) = object.get("MaxConcurrencyPath") {
-            self.ctx
-                .reference_path(value, &at.key("MaxConcurrencyPath"), "MaxConcurrencyPath")
-                .map(MaxConcurrency::Path)
-        } else {
-            self.ctx.whole(object, at, "MaxConcurrency", 0).map(MaxConcurrency::Value)
-        };
+        let max_concurrency =
+            if self
+                .ctx
+                .exclusive(object, at, "MaxConcurrency", "MaxConcurrencyPath")
+            {
+                None
+            } else if let Some(value) = object.get("MaxConcurrencyPath") {
+                self.ctx
+                    .reference_path(value, &at.key("MaxConcurrencyPath"), "MaxConcurrencyPath")
+                    .map(MaxConcurrency::Path)
+            } else {
+                self.ctx
+                    .whole(object, at, "MaxConcurrency", 0)
+                    .map(MaxConcurrency::Value)
+            };
         let tolerated_failure = ToleratedFailure {
             count: self.number_or_path(object, at, "ToleratedFailureCount", false),
             percentage: self.number_or_path(object, at, "ToleratedFailurePercentage", true),
@@ -1073,7 +1228,11 @@ impl<'c, 's> Compiler<'c, 's> {
         if let Some(label) = &label
             && label.chars().count() > 40
         {
-            self.ctx.error("invalid-value", &at.key("Label"), "Label must be at most 40 characters");
+            self.ctx.error(
+                "invalid-value",
+                &at.key("Label"),
+                "Label must be at most 40 characters",
+            );
         }
         let resilience = self.resilience(object, at, skeleton);
         Some(Box::new(MapState {
@@ -1095,10 +1254,12 @@ impl<'c, 's> Compiler<'c, 's> {
         };
         let at = at.key("ProcessorConfig");
         let Value::Object(config) = value else {
-            self.ctx.wrong_type(&at, "ProcessorConfig", "an object", value);
+            self.ctx
+                .wrong_type(&at, "ProcessorConfig", "an object", value);
             return false;
         };
-        self.ctx.unknown_fields(config, &at, &["Mode", "ExecutionType"], "ProcessorConfig");
+        self.ctx
+            .unknown_fields(config, &at, &["Mode", "ExecutionType"], "ProcessorConfig");
         if let Some(kind) = self.ctx.string(config, &at, "ExecutionType")
             && kind != "STANDARD"
             && kind != "EXPRESS"
@@ -1136,10 +1297,16 @@ impl<'c, 's> Compiler<'c, 's> {
             return None;
         }
         if let Some(value) = object.get(&path_key) {
-            return self.ctx.reference_path(value, &at.key(&path_key), &path_key).map(NumberOrPath::Path);
+            return self
+                .ctx
+                .reference_path(value, &at.key(&path_key), &path_key)
+                .map(NumberOrPath::Path);
         }
         if !percentage {
-            return self.ctx.whole(object, at, key, 0).map(|n| NumberOrPath::Number(n as f64));
+            return self
+                .ctx
+                .whole(object, at, key, 0)
+                .map(|n| NumberOrPath::Number(n as f64));
         }
         let value = self.ctx.number(object, at, key)?;
         if !(0.0..=100.0).contains(&value) {
@@ -1165,11 +1332,18 @@ fn check_grpc(rest: &str) -> Result<(), String> {
     };
     let is_identifier = |s: &str| {
         let mut chars = s.chars();
-        chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        chars
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
             && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
     };
-    let participant_ok = participant.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
-        && participant.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    let participant_ok = participant
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic())
+        && participant
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
     if !participant_ok {
         return Err(format!(
             "participant alias \"{participant}\" must start with a letter and use only letters, \

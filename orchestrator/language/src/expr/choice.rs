@@ -72,7 +72,9 @@ fn compare(
             Operator::IsNumeric => value.is_number(),
             Operator::IsString => value.is_string(),
             Operator::IsBoolean => value.is_boolean(),
-            Operator::IsTimestamp => value.as_str().is_some_and(|s| timestamp::parse(s).is_some()),
+            Operator::IsTimestamp => value
+                .as_str()
+                .is_some_and(|s| timestamp::parse(s).is_some()),
             _ => false,
         };
         return Ok(is == operand_bool(operand));
@@ -90,7 +92,8 @@ fn operand_bool(operand: &Operand) -> bool {
 }
 
 fn test(operator: Operator, value: &Value, operand: &Value) -> bool {
-    let ord = |ordering: Option<Ordering>, accept: fn(Ordering) -> bool| ordering.is_some_and(accept);
+    let ord =
+        |ordering: Option<Ordering>, accept: fn(Ordering) -> bool| ordering.is_some_and(accept);
     let strings = || match (value, operand) {
         (Value::String(a), Value::String(b)) => Some(java_string_cmp(a, b)),
         _ => None,
@@ -218,7 +221,12 @@ mod tests {
     use crate::expr::NoVariables;
     use serde_json::json;
 
-    fn cmp(variable: &str, operator: Operator, operand: Operand, input: Value) -> Result<bool, EvalError> {
+    fn cmp(
+        variable: &str,
+        operator: Operator,
+        operand: Operand,
+        input: Value,
+    ) -> Result<bool, EvalError> {
         let ctx = json!({"Execution": {"Input": input.clone()}});
         let scope = Scope {
             input: &input,
@@ -235,6 +243,181 @@ mod tests {
 
     fn lit(v: Value) -> Operand {
         Operand::Literal(v)
+    }
+
+    /// Rows of the choice corpus (`choice_operators.*`): operator, `$.Variable`, operand
+    /// (also read from `$.Value` for the `...Path` form), whether the rule matched on AWS.
+    #[test]
+    fn corpus_type_mismatches_and_comparisons() {
+        use Operator::*;
+        let rows = [
+            (BooleanEquals, json!(null), json!(true), false),
+            (BooleanEquals, json!(""), json!(false), false),
+            (BooleanEquals, json!(0.0), json!(false), false),
+            (BooleanEquals, json!(1), json!(true), false),
+            (BooleanEquals, json!({}), json!(true), false),
+            (BooleanEquals, json!(false), json!(true), false),
+            (BooleanEquals, json!(false), json!(false), true),
+            (IsBoolean, json!(" "), json!(false), true),
+            (IsBoolean, json!(false), json!(true), true),
+            (IsBoolean, json!(false), json!(false), false),
+            (IsNull, json!(null), json!(true), true),
+            (IsNull, json!(null), json!(false), false),
+            (IsNull, json!(0), json!(false), true),
+            (IsNumeric, json!(0.0), json!(true), true),
+            (IsNumeric, json!("2012-10-09T19:00:55Z"), json!(true), false),
+            (IsNumeric, json!(true), json!(true), false),
+            (IsPresent, json!(null), json!(true), true),
+            (IsPresent, json!([]), json!(false), false),
+            (IsString, json!(""), json!(true), true),
+            (IsString, json!([""]), json!(false), true),
+            (NumericEquals, json!(null), json!(0), false),
+            (NumericEquals, json!(1), json!(1.0), true),
+            (NumericEquals, json!(0.0), json!(0), true),
+            (NumericEquals, json!(1.1), json!(1), false),
+            (NumericEquals, json!(2.22), json!(2.22), true),
+            (NumericEquals, json!(""), json!(0.0), false),
+            (NumericEquals, json!([]), json!(0), false),
+            (NumericEquals, json!(false), json!(0), false),
+            (NumericEquals, json!(true), json!(1), false),
+            (NumericGreaterThan, json!(1), json!(0), true),
+            (NumericGreaterThan, json!(1), json!(1), false),
+            (NumericGreaterThanEquals, json!(0.0), json!(0), true),
+            (NumericLessThan, json!(0), json!(1), true),
+            (NumericLessThanEquals, json!(1), json!(0), false),
+            (StringEquals, json!(null), json!("HelloWorld"), false),
+            (StringEquals, json!(" "), json!("     "), false),
+            (StringEquals, json!("\t\n"), json!("\t\r\n"), false),
+            (StringEquals, json!("Hello"), json!("Hello"), true),
+            (StringGreaterThan, json!("A"), json!("A "), false),
+            (StringGreaterThan, json!("AB"), json!("ABC"), false),
+            (StringGreaterThanEquals, json!(""), json!(""), true),
+            (StringGreaterThanEquals, json!("AB"), json!("A"), true),
+            (StringLessThan, json!("A"), json!("AB"), true),
+            (StringLessThanEquals, json!("AB"), json!("A"), false),
+            (
+                TimestampEquals,
+                json!(0),
+                json!("2012-10-09T19:00:55Z"),
+                false,
+            ),
+            (
+                TimestampEquals,
+                json!("2023-02-24 12:15:56.832957"),
+                json!("2012-10-09T19:00:55Z"),
+                false,
+            ),
+            (
+                TimestampEquals,
+                json!("2012-10-09T19:00:55Z"),
+                json!("2012-10-09T19:00:55Z"),
+                true,
+            ),
+            (
+                TimestampGreaterThan,
+                json!("2012-10-09T19:00:56Z"),
+                json!("2012-10-09T19:00:55Z"),
+                true,
+            ),
+            (
+                TimestampLessThanEquals,
+                json!("2012-10-09T19:00:55Z"),
+                json!("2012-10-09T19:00:56Z"),
+                true,
+            ),
+            (
+                TimestampLessThan,
+                json!("2012-10-09T19:00:55Z"),
+                json!("2012-10-09T19:00:55Z"),
+                false,
+            ),
+        ];
+        for (operator, variable, operand, expected) in rows {
+            let input = json!({"Variable": variable, "Value": operand});
+            let got = cmp("$.Variable", operator, lit(operand.clone()), input.clone())
+                .expect("evaluates");
+            assert_eq!(got, expected, "{operator:?} {variable} {operand}");
+            if operator.has_path_form() {
+                let path = Operand::Path(Path::parse("$.Value").expect("parses"));
+                let got = cmp("$.Variable", operator, path, input).expect("evaluates");
+                assert_eq!(got, expected, "{operator:?}Path {variable} {operand}");
+            }
+        }
+    }
+
+    #[test]
+    fn timestamps_compare_by_instant_and_strings_like_java() {
+        let input = json!({"a": "2012-10-09T19:00:55+01:00", "s": "\u{FF61}", "t": "\u{1F600}"});
+        assert!(
+            cmp(
+                "$.a",
+                Operator::TimestampEquals,
+                lit(json!("2012-10-09T18:00:55Z")),
+                input.clone()
+            )
+            .expect("ok")
+        );
+        assert!(
+            cmp(
+                "$.a",
+                Operator::IsTimestamp,
+                lit(json!(true)),
+                input.clone()
+            )
+            .expect("ok")
+        );
+        assert!(
+            cmp(
+                "$.s",
+                Operator::IsTimestamp,
+                lit(json!(false)),
+                input.clone()
+            )
+            .expect("ok")
+        );
+        // U+1F600 is a surrogate pair in UTF-16, which Java orders before U+FF61.
+        let t = Operand::Path(Path::parse("$.t").expect("parses"));
+        assert!(cmp("$.s", Operator::StringGreaterThan, t, input).expect("ok"));
+    }
+
+    #[test]
+    fn composites_short_circuit() {
+        // corpus scenarios.base_scenarios.choice_aws_docs_scenario
+        let input = json!({"type": "Private", "value": 22});
+        let ctx = json!({});
+        let scope = Scope {
+            input: &input,
+            context: &ctx,
+            variables: &NoVariables,
+        };
+        let compare = |path: &str, operator, operand: Value| ChoiceRule::Compare {
+            variable: Path::parse(path).expect("parses"),
+            operator,
+            operand: Operand::Literal(operand),
+        };
+        let not_private = ChoiceRule::Not(Box::new(compare(
+            "$.type",
+            Operator::StringEquals,
+            json!("Private"),
+        )));
+        assert!(!evaluate(&not_private, &scope).expect("ok"));
+        let twenties = ChoiceRule::And(vec![
+            compare("$.value", Operator::NumericGreaterThanEquals, json!(20)),
+            compare("$.value", Operator::NumericLessThan, json!(30)),
+        ]);
+        assert!(evaluate(&twenties, &scope).expect("ok"));
+        // The missing path after a decided operand is never read.
+        let or = ChoiceRule::Or(vec![
+            compare("$.value", Operator::NumericEquals, json!(22)),
+            compare("$.missing", Operator::NumericEquals, json!(1)),
+        ]);
+        assert!(evaluate(&or, &scope).expect("ok"));
+        let and = ChoiceRule::And(vec![compare(
+            "$.missing",
+            Operator::NumericEquals,
+            json!(1),
+        )]);
+        assert!(evaluate(&and, &scope).is_err());
     }
 
     #[test]
@@ -254,14 +437,21 @@ mod tests {
     #[test]
     fn missing_variable_is_an_error_except_is_present() {
         let input = json!({"a": 1});
-        let e = cmp("$.b", Operator::NumericEquals, lit(json!(1)), input.clone()).expect_err("should fail");
+        let e = cmp("$.b", Operator::NumericEquals, lit(json!(1)), input.clone())
+            .expect_err("should fail");
         assert_eq!(e.error, "States.Runtime");
         assert_eq!(
             e.message,
             "Invalid path '$.b': The choice state's condition path references an invalid value."
         );
-        assert!(!cmp("$.b", Operator::IsPresent, lit(json!(true)), input.clone()).expect("should succeed"));
-        assert!(cmp("$.b", Operator::IsPresent, lit(json!(false)), input.clone()).expect("should succeed"));
+        assert!(
+            !cmp("$.b", Operator::IsPresent, lit(json!(true)), input.clone())
+                .expect("should succeed")
+        );
+        assert!(
+            cmp("$.b", Operator::IsPresent, lit(json!(false)), input.clone())
+                .expect("should succeed")
+        );
         let op = Operand::Path(Path::parse("$.missing").expect("should succeed"));
         assert!(cmp("$.a", Operator::NumericEquals, op, input).is_err());
     }

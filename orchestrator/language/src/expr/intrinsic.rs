@@ -239,9 +239,7 @@ impl<'a> Parser<'a> {
                 Some(Arg::Literal(Value::String(_))) => {}
                 Some(Arg::Path(_)) => {}
                 _ => {
-                    return Err(
-                        "the first argument of States.Format must be a string".to_owned()
-                    );
+                    return Err("the first argument of States.Format must be a string".to_owned());
                 }
             }
         }
@@ -310,10 +308,9 @@ impl<'a> Parser<'a> {
             }
             Some(c) if c == b'-' || c.is_ascii_digit() => {
                 let start = self.pos;
-                while self
-                    .peek()
-                    .is_some_and(|c| c.is_ascii_digit() || matches!(c, b'-' | b'+' | b'.' | b'e' | b'E'))
-                {
+                while self.peek().is_some_and(|c| {
+                    c.is_ascii_digit() || matches!(c, b'-' | b'+' | b'.' | b'e' | b'E')
+                }) {
                     self.pos += 1;
                 }
                 let text = &self.src[start..self.pos];
@@ -549,7 +546,9 @@ fn type_name(value: &Value) -> &'static str {
 /// (corpus json_manipulation.string_to_json.3).
 fn positive_zero(value: &mut Value) {
     match value {
-        Value::Number(n) if n.is_f64() && n.as_f64().is_some_and(|f| f == 0.0 && f.is_sign_negative()) => {
+        Value::Number(n)
+            if n.is_f64() && n.as_f64().is_some_and(|f| f == 0.0 && f.is_sign_negative()) =>
+        {
             *value = Value::from(0);
         }
         Value::Array(items) => items.iter_mut().for_each(positive_zero),
@@ -693,7 +692,10 @@ impl Call {
     }
 
     fn arg_type_integer(&self, i: usize, n: f64) -> EvalError {
-        self.fail(format_args!("argument {} must be an integer, but it is {n}", i + 1))
+        self.fail(format_args!(
+            "argument {} must be an integer, but it is {n}",
+            i + 1
+        ))
     }
 
     fn apply(&self, values: Vec<Cow<'_, Value>>, rng: Rng<'_>) -> Result<Value, EvalError> {
@@ -734,9 +736,8 @@ impl Call {
                 if text.trim().is_empty() {
                     return Ok(Value::Null);
                 }
-                let mut value: Value = serde_json::from_str(text).map_err(|e| {
-                    self.fail(format_args!("the string is not valid JSON: {e}"))
-                })?;
+                let mut value: Value = serde_json::from_str(text)
+                    .map_err(|e| self.fail(format_args!("the string is not valid JSON: {e}")))?;
                 positive_zero(&mut value);
                 Ok(value)
             }
@@ -857,7 +858,9 @@ impl Call {
                 match &*values[2] {
                     Value::Bool(false) => {}
                     Value::Bool(true) => {
-                        return Err(self.fail("only shallow merging is supported: the third argument must be false"));
+                        return Err(self.fail(
+                            "only shallow merging is supported: the third argument must be false",
+                        ));
                     }
                     other => return Err(self.arg_type(2, "a boolean", other)),
                 }
@@ -959,8 +962,7 @@ mod tests {
     }
 
     fn eval(expr: &str, input: Value) -> Value {
-        eval_with(expr, input, json!({}))
-            .unwrap_or_else(|e| panic!("{expr}: {e}"))
+        eval_with(expr, input, json!({})).unwrap_or_else(|e| panic!("{expr}: {e}"))
     }
 
     fn two(f: &str, fst: Value, snd: Value) -> Value {
@@ -1032,12 +1034,16 @@ mod tests {
                 json!("{\"Arg1\": 1, \"Arg2\": []}"),
                 "Formatting argument {\"Arg1\": 1, \"Arg2\": []}.",
             ),
-            (json!({"Arg1": 1, "Arg2": [1, "x", {"y": null}]}), "Formatting argument {Arg1=1, Arg2=[1, x, {y=null}]}."),
+            (
+                json!({"Arg1": 1, "Arg2": [1, "x", {"y": null}]}),
+                "Formatting argument {Arg1=1, Arg2=[1, x, {y=null}]}.",
+            ),
         ] {
             assert_eq!(eval(f, json!({ "FunctionInput": input })), json!(out));
         }
         // corpus generic.context_json_path: objects print as Java maps.
-        let ctx = json!({"Execution": {"Name": "exec"}, "StateMachine": {"Id": "arn:sm", "Name": "sm"}});
+        let ctx =
+            json!({"Execution": {"Name": "exec"}, "StateMachine": {"Id": "arn:sm", "Name": "sm"}});
         assert_eq!(
             eval_with(
                 "States.Format('Formatting arguments fst={} and snd={}.', $$.Execution.Name, $$.StateMachine)",
@@ -1049,7 +1055,10 @@ mod tests {
         );
         // variables (corpus reference_assign.BASE_REFERENCE_IN_INTRINSIC_FUNCTION)
         assert_eq!(
-            eval("States.Format('Hello {}, welcome to {}!', $name, $place)", json!({})),
+            eval(
+                "States.Format('Hello {}, welcome to {}!', $name, $place)",
+                json!({})
+            ),
             json!("Hello John, welcome to LocalStack!")
         );
         assert_eq!(
@@ -1076,7 +1085,10 @@ mod tests {
             ("[1, 2, \"HelloWorld\"]", json!([1, 2, "HelloWorld"])),
         ] {
             assert_eq!(
-                eval("States.StringToJson($.FunctionInput)", json!({ "FunctionInput": text })),
+                eval(
+                    "States.StringToJson($.FunctionInput)",
+                    json!({ "FunctionInput": text })
+                ),
                 out,
                 "{text:?}"
             );
@@ -1091,7 +1103,10 @@ mod tests {
             (json!({"z": 1, "a": 2.5}), "{\"z\":1,\"a\":2.5}"),
         ] {
             assert_eq!(
-                eval("States.JsonToString($.FunctionInput)", json!({ "FunctionInput": value })),
+                eval(
+                    "States.JsonToString($.FunctionInput)",
+                    json!({ "FunctionInput": value })
+                ),
                 json!(out)
             );
         }
@@ -1164,12 +1179,19 @@ mod tests {
             two("ArrayGetItem", json!([1, 2, 3, 4, 5, 6, 7, 8, 9]), json!(5)),
             json!(6)
         );
-        let e = eval_with("States.ArrayGetItem($.a, 3)", json!({"a": [1, 2, 3]}), json!({}))
-            .expect_err("should fail");
+        let e = eval_with(
+            "States.ArrayGetItem($.a, 3)",
+            json!({"a": [1, 2, 3]}),
+            json!({}),
+        )
+        .expect_err("should fail");
         assert_eq!(e.error, "States.Runtime");
         assert!(e.message.contains("out of bounds"), "{}", e.message);
         assert_eq!(
-            eval("States.ArrayLength($.a)", json!({"a": [1, 2, 3, 4, 5, 6, 7, 8, 9]})),
+            eval(
+                "States.ArrayLength($.a)",
+                json!({"a": [1, 2, 3, 4, 5, 6, 7, 8, 9]})
+            ),
             json!(9)
         );
         assert_eq!(
@@ -1218,7 +1240,9 @@ mod tests {
         );
         assert_eq!(
             two("Hash", json!("input data"), json!("SHA-384")),
-            json!("d28a7d5cf25a74f11a50a18452b75e04bb3d70c9dd0510d6123aa008c756511b87525bdc835ebb27e1fb9e9374a15562")
+            json!(
+                "d28a7d5cf25a74f11a50a18452b75e04bb3d70c9dd0510d6123aa008c756511b87525bdc835ebb27e1fb9e9374a15562"
+            )
         );
         assert_eq!(
             eval("States.Hash('Hash this string', 'SHA-256')", json!({})),
@@ -1229,7 +1253,9 @@ mod tests {
             json!("d41d8cd98f00b204e9800998ecf8427e")
         );
         assert_eq!(
-            eval("States.Hash('abc', 'SHA-512')", json!({})).as_str().map(str::len),
+            eval("States.Hash('abc', 'SHA-512')", json!({}))
+                .as_str()
+                .map(str::len),
             Some(128)
         );
         let long = "x".repeat(10_001);
@@ -1254,7 +1280,11 @@ mod tests {
             (json!(1.49), json!(0), 1),
             (json!(-1.49), json!(0), -1),
         ] {
-            assert_eq!(two("MathAdd", a.clone(), b.clone()), json!(out), "{a} + {b}");
+            assert_eq!(
+                two("MathAdd", a.clone(), b.clone()),
+                json!(out),
+                "{a} + {b}"
+            );
         }
         assert!(eval_with("States.MathAdd('1', 2)", json!({}), json!({})).is_err());
     }
@@ -1270,7 +1300,8 @@ mod tests {
         assert_eq!(seeded, eval("States.MathRandom(0, 100, 7)", json!({})));
         assert!(eval_with("States.MathRandom(5, 5)", json!({}), json!({})).is_err());
         let id = eval("States.UUID()", json!({}));
-        let id = uuid::Uuid::parse_str(id.as_str().expect("should succeed")).expect("should succeed");
+        let id =
+            uuid::Uuid::parse_str(id.as_str().expect("should succeed")).expect("should succeed");
         assert_eq!(id.get_version_num(), 4);
     }
 
@@ -1293,10 +1324,22 @@ mod tests {
             (" , ", ",", json!([" ", " "])),
             (",,,,", ",", json!([])),
             ("1,2,3,4,5", ",", json!(["1", "2", "3", "4", "5"])),
-            ("This.is+a,test=string", ".+,=", json!(["This", "is", "a", "test", "string"])),
-            ("split on T and \nnew line", "T\n", json!(["split on ", " and ", "new line"])),
+            (
+                "This.is+a,test=string",
+                ".+,=",
+                json!(["This", "is", "a", "test", "string"]),
+            ),
+            (
+                "split on T and \nnew line",
+                "T\n",
+                json!(["split on ", " and ", "new line"]),
+            ),
         ] {
-            assert_eq!(two("StringSplit", json!(text), json!(delims)), out, "{text:?}");
+            assert_eq!(
+                two("StringSplit", json!(text), json!(delims)),
+                out,
+                "{text:?}"
+            );
         }
         // corpus generic.escape_sequence: a real newline inside the literal.
         assert_eq!(
@@ -1311,7 +1354,8 @@ mod tests {
 
     #[test]
     fn missing_argument_path_is_reported_for_the_field() {
-        let e = eval_with("States.Format('{}', $.nope)", json!({"a": 1}), json!({})).expect_err("should fail");
+        let e = eval_with("States.Format('{}', $.nope)", json!({"a": 1}), json!({}))
+            .expect_err("should fail");
         assert_eq!(e.error, "States.Runtime");
         assert_eq!(
             e.message,
@@ -1333,7 +1377,11 @@ mod tests {
         ] {
             let e = eval_with(expr, json!({"a": [1, 2]}), json!({})).expect_err("should fail");
             assert_eq!(e.error, "States.Runtime", "{expr}");
-            assert!(e.message.starts_with("Invalid arguments in States."), "{}", e.message);
+            assert!(
+                e.message.starts_with("Invalid arguments in States."),
+                "{}",
+                e.message
+            );
         }
     }
 }

@@ -278,7 +278,10 @@ fn expect_close(src: &str, pos: &mut usize) -> Result<(), String> {
         *pos += 1;
         Ok(())
     } else {
-        Err(format!("expected ']' at position {} of the path '{src}'", *pos))
+        Err(format!(
+            "expected ']' at position {} of the path '{src}'",
+            *pos
+        ))
     }
 }
 
@@ -643,11 +646,21 @@ pub struct Path {
     source: String,
     root: Root,
     query: Query,
+    /// A final `['a','b']`: Jayway merges those members of each match into one object
+    /// (and counts the path as definite when the rest is), where RFC 9535 would list them.
+    merge: Option<Vec<String>>,
 }
 
 impl Path {
     pub fn parse(source: &str) -> Result<Self, ExprError> {
-        let (root, tokens) = tokenize(source).map_err(expr_error)?;
+        let (root, mut tokens) = tokenize(source).map_err(expr_error)?;
+        let merge = match tokens.last() {
+            Some(Token::Names(_)) => match tokens.pop() {
+                Some(Token::Names(names)) => Some(names),
+                _ => None,
+            },
+            _ => None,
+        };
         let query = if tokens
             .iter()
             .all(|t| matches!(t, Token::Name(_) | Token::Index(_)))
@@ -670,6 +683,7 @@ impl Path {
             source: source.to_owned(),
             root,
             query,
+            merge,
         })
     }
 
@@ -694,16 +708,34 @@ impl Path {
     /// [`find`](Self::find), borrowing when the path is definite.
     pub fn resolve<'v>(&self, scope: &Scope<'v>) -> Option<Cow<'v, Value>> {
         let start = root_value(&self.root, scope);
-        match &self.query {
-            Query::Definite(steps) => walk(start?, steps).ok().map(Cow::Borrowed),
+        match (&self.query, &self.merge) {
+            (Query::Definite(steps), None) => walk(start?, steps).ok().map(Cow::Borrowed),
+            (Query::Definite(steps), Some(names)) => {
+                merge_members(walk(start?, steps).ok()?, names).map(Cow::Owned)
+            }
             // Jayway answers an indefinite query with a (possibly empty) list, even when its
             // start is missing (corpus: `$.items[1:]` on `{}` gives `[]`).
-            Query::Indefinite(query) => Some(Cow::Owned(Value::Array(match start {
-                Some(start) => query.query(start).iter().map(|v| (*v).clone()).collect(),
-                None => Vec::new(),
-            }))),
+            (Query::Indefinite(query), merge) => {
+                let matches = start.map(|start| query.query(start));
+                let items = matches.iter().flat_map(|nodes| nodes.iter());
+                Some(Cow::Owned(Value::Array(match merge {
+                    None => items.map(|v| (*v).clone()).collect(),
+                    Some(names) => items.filter_map(|v| merge_members(v, names)).collect(),
+                })))
+            }
         }
     }
+}
+
+/// The listed members of an object that it has, in the order listed.
+fn merge_members(value: &Value, names: &[String]) -> Option<Value> {
+    let map = value.as_object()?;
+    Some(Value::Object(
+        names
+            .iter()
+            .filter_map(|n| map.get(n).map(|v| (n.clone(), v.clone())))
+            .collect(),
+    ))
 }
 
 #[cfg(test)]
@@ -729,8 +761,14 @@ mod tests {
 
     #[test]
     fn parses_roots() {
-        assert_eq!(ReferencePath::parse("$").expect("should succeed").root, Root::Input);
-        assert_eq!(ReferencePath::parse("$$").expect("should succeed").root, Root::Context);
+        assert_eq!(
+            ReferencePath::parse("$").expect("should succeed").root,
+            Root::Input
+        );
+        assert_eq!(
+            ReferencePath::parse("$$").expect("should succeed").root,
+            Root::Context
+        );
         let p = ReferencePath::parse("$$.Execution.Id").expect("should succeed");
         assert_eq!(p.root, Root::Context);
         assert_eq!(
@@ -747,7 +785,16 @@ mod tests {
     #[test]
     fn rejects_bad_paths() {
         for bad in [
-            "", "a", "$.", "$..", "$[", "$['a'", "$.a b", "$.a[x]", "$[1:2:0]", "$.a.length()",
+            "",
+            "a",
+            "$.",
+            "$..",
+            "$[",
+            "$['a'",
+            "$.a b",
+            "$.a[x]",
+            "$[1:2:0]",
+            "$.a.length()",
         ] {
             assert!(Path::parse(bad).is_err(), "{bad:?} should not parse");
         }
@@ -804,16 +851,26 @@ mod tests {
     #[test]
     fn slices_wildcards_and_filters() {
         let input = json!({"items": [{"v": 1}, {"v": 2}, {"w": 3}, {"v": 4}]});
-        assert_eq!(
-            query("$.items[1:].v", input.clone()),
-            Some(json!([2, 4]))
-        );
+        assert_eq!(query("$.items[1:].v", input.clone()), Some(json!([2, 4])));
         assert_eq!(query("$.items[:1]", input.clone()), Some(json!([{"v": 1}])));
-        assert_eq!(
-            query("$.items[*].v", input.clone()),
-            Some(json!([1, 2, 4]))
-        );
+        assert_eq!(query("$.items[*].v", input.clone()), Some(json!([1, 2, 4])));
         assert_eq!(query("$..w", input.clone()), Some(json!([3])));
+        assert_eq!(
+            query("$.items[0,3]", input.clone()),
+            Some(json!([{"v": 1}, {"v": 4}]))
+        );
+        // Jayway merges a final multi-name selector into one object.
+        let obj = json!({"o": {"a": 1, "b": 2, "c": 3}, "l": [{"a": 1, "c": 2}, 5, {"b": 3}]});
+        assert_eq!(
+            query("$.o['c','a','x']", obj.clone()),
+            Some(json!({"c": 3, "a": 1}))
+        );
+        assert_eq!(
+            query("$.l[*]['a','b']", obj.clone()),
+            Some(json!([{"a": 1}, {"b": 3}]))
+        );
+        assert_eq!(query("$.l['a','b']", obj.clone()), None);
+        assert_eq!(query("$['o','l'].a", obj), Some(json!([1])));
         // corpus: base.state_pass_regex_json_path_base
         let users = json!({"users": [{"year": 1997, "status": 0}, {"year": 1998, "status": 1}]});
         assert_eq!(
@@ -821,13 +878,13 @@ mod tests {
             Some(json!([{"year": 1997, "status": 0}]))
         );
         assert_eq!(
-            query("$.users[?(@.year > 1997 && @.status == 1)].year", users.clone()),
+            query(
+                "$.users[?(@.year > 1997 && @.status == 1)].year",
+                users.clone()
+            ),
             Some(json!([1998]))
         );
-        assert_eq!(
-            query("$.users[?(@.name == 'x')]", users),
-            Some(json!([]))
-        );
+        assert_eq!(query("$.users[?(@.name == 'x')]", users), Some(json!([])));
     }
 
     #[test]
@@ -835,7 +892,12 @@ mod tests {
         let input = json!({"a": {"b": 1}, "s": "text", "arr": [1]});
         let ctx = json!({});
         let sc = scope(&input, &ctx);
-        let err = |p: &str| ReferencePath::parse(p).expect("should succeed").get(&sc).expect_err("should fail");
+        let err = |p: &str| {
+            ReferencePath::parse(p)
+                .expect("should succeed")
+                .get(&sc)
+                .expect_err("should fail")
+        };
         // corpus: ST_INVALID_JSONPATH_IN_OUTPUTPATH
         let e = err("$.NoSuchOutputPath");
         assert_eq!(e.error, "States.Runtime");
@@ -851,26 +913,43 @@ mod tests {
             err("$.arr[3]").message,
             "Invalid path '$.arr[3]' : No results for path: $['arr'][3]"
         );
-        assert!(err("$.s.t").message.contains("but found 'java.lang.String'"));
+        assert!(
+            err("$.s.t")
+                .message
+                .contains("but found 'java.lang.String'")
+        );
     }
 
     #[test]
     fn set_creates_objects_and_replaces() {
         let p = |s: &str| ReferencePath::parse(s).expect("should succeed");
-        assert_eq!(p("$").set(json!({"a": 1}), json!(2)).expect("should succeed"), json!(2));
         assert_eq!(
-            p("$.a.b").set(json!({"x": 1}), json!(2)).expect("should succeed"),
+            p("$")
+                .set(json!({"a": 1}), json!(2))
+                .expect("should succeed"),
+            json!(2)
+        );
+        assert_eq!(
+            p("$.a.b")
+                .set(json!({"x": 1}), json!(2))
+                .expect("should succeed"),
             json!({"x": 1, "a": {"b": 2}})
         );
         assert_eq!(
-            p("$.x").set(json!({"x": 1}), json!([2])).expect("should succeed"),
+            p("$.x")
+                .set(json!({"x": 1}), json!([2]))
+                .expect("should succeed"),
             json!({"x": [2]})
         );
         assert_eq!(
-            p("$.a[1]").set(json!({"a": [0, 1]}), json!("z")).expect("should succeed"),
+            p("$.a[1]")
+                .set(json!({"a": [0, 1]}), json!("z"))
+                .expect("should succeed"),
             json!({"a": [0, "z"]})
         );
-        let e = p("$.a").set(json!("text"), json!(1)).expect_err("should fail");
+        let e = p("$.a")
+            .set(json!("text"), json!(1))
+            .expect_err("should fail");
         assert_eq!(e.error, "States.ResultPathMatchFailure");
         assert_eq!(
             e.message,

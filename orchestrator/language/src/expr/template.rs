@@ -17,7 +17,10 @@ enum Node {
     Object(Vec<(String, Node)>),
     Array(Vec<Node>),
     /// `field` is the key as written (`value.$`), for error messages.
-    Expr { field: String, expr: Expr },
+    Expr {
+        field: String,
+        expr: Expr,
+    },
 }
 
 /// A compiled payload template (Parameters, ResultSelector, ItemSelector, Assign, Arguments
@@ -151,14 +154,19 @@ mod tests {
 
     fn eval(template: Value, input: Value) -> Result<Value, EvalError> {
         let ctx = json!({"Execution": {"Input": input.clone(), "Id": "arn:x"}});
-        let vars = json!({"x": 42}).as_object().expect("should succeed").clone();
+        let vars = json!({"x": 42})
+            .as_object()
+            .expect("should succeed")
+            .clone();
         let scope = Scope {
             input: &input,
             context: &ctx,
             variables: &vars,
         };
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
-        Template::compile(&template).expect("should succeed").eval(&scope, &mut rng)
+        Template::compile(&template)
+            .expect("should succeed")
+            .eval(&scope, &mut rng)
     }
 
     #[test]
@@ -185,7 +193,8 @@ mod tests {
     #[test]
     fn plain_strings_are_never_evaluated() {
         // corpus: assign.assign_base.base_cases.BASE_CONSTANT_LITERALS
-        let t = json!({"p": "$", "q": "$$.Execution.Id", "r": "States.Format('{}', $x)", "s": ["$x"]});
+        let t =
+            json!({"p": "$", "q": "$$.Execution.Id", "r": "States.Format('{}', $x)", "s": ["$x"]});
         assert_eq!(eval(t.clone(), json!({})).expect("should succeed"), t);
         assert!(!Template::compile(&t).expect("should succeed").is_dynamic());
     }

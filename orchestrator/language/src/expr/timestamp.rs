@@ -112,32 +112,44 @@ mod tests {
             parse_millis("2016-03-05T21:29:29.243167252Z"),
             Some(1_457_213_369_243)
         );
-        assert_eq!(parse_millis("2016-12-05T21:29:29+01"), Some(1_480_969_769_000));
+        assert_eq!(
+            parse_millis("2016-12-05T21:29:29+01"),
+            Some(1_480_969_769_000)
+        );
         assert_eq!(
             parse_millis("2016-12-05T21:29:29+01:00:30"),
             Some(1_480_969_739_000)
         );
-        assert_eq!(parse_millis("2016-12-05T21:29:29.Z"), Some(1_480_973_369_000));
+        assert_eq!(
+            parse_millis("2016-12-05T21:29:29.Z"),
+            Some(1_480_973_369_000)
+        );
         assert_eq!(parse_millis("2016-12-05T21:29Z"), Some(1_480_973_340_000));
         assert_eq!(
             parse_millis("2016-12-05T21:29:29+18:00"),
             Some(1_480_908_569_000)
         );
-        assert_eq!(parse_millis("2016-12-05T21:29:29-00:00"), Some(1_480_973_369_000));
-        assert_eq!(parse_millis("0000-01-01T00:00:00Z"), Some(-62_167_219_200_000));
+        assert_eq!(
+            parse_millis("2016-12-05T21:29:29-00:00"),
+            Some(1_480_973_369_000)
+        );
+        assert_eq!(
+            parse_millis("0000-01-01T00:00:00Z"),
+            Some(-62_167_219_200_000)
+        );
     }
 
     #[test]
     fn rejects_what_aws_rejects() {
         for bad in [
-            "2016-12-05 21:29:29Z",           // corpus NO_T
-            "2016-12-05T21:29:29",            // corpus NO_Z
-            "2016-13-05T21:29:29Z",           // corpus INVALID_DATE
-            "2016-12-05T25:29:29Z",           // corpus INVALID_TIME
-            "2023-02-24",                     // choice corpus: a date is not a timestamp
-            "2023-02-24 12:15:56.832957",     // choice corpus
-            "2023-02-29T00:00:00Z",           // not a leap year
-            "2016-12-05T21:29:60Z",           // strict seconds
+            "2016-12-05 21:29:29Z",            // corpus NO_T
+            "2016-12-05T21:29:29",             // corpus NO_Z
+            "2016-13-05T21:29:29Z",            // corpus INVALID_DATE
+            "2016-12-05T25:29:29Z",            // corpus INVALID_TIME
+            "2023-02-24",                      // choice corpus: a date is not a timestamp
+            "2023-02-24 12:15:56.832957",      // choice corpus
+            "2023-02-29T00:00:00Z",            // not a leap year
+            "2016-12-05T21:29:60Z",            // strict seconds
             "2016-12-05T21:29:29.1234567890Z", // ten fraction digits
             "2016-12-05T21:29:29+0100",
             "2016-12-05T24:00:00Z",

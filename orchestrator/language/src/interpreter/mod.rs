@@ -17,6 +17,8 @@ pub mod history;
 pub mod retry;
 mod run;
 pub mod saga;
+#[cfg(test)]
+mod tests;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;

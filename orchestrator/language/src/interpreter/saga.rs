@@ -164,7 +164,12 @@ fn plan_lane(
             LedgerEntry::Group { lanes, .. } => {
                 let mut frontier = Vec::new();
                 for lane in lanes {
-                    frontier.extend(plan_lane(lane, after.clone(), steps, seen));
+                    let before = steps.len();
+                    let settled_by = plan_lane(lane, after.clone(), steps, seen);
+                    // A lane that added nothing (empty, or all duplicates) holds nothing back.
+                    if steps.len() > before {
+                        frontier.extend(settled_by);
+                    }
                 }
                 frontier.sort_unstable();
                 frontier.dedup();
