@@ -51,9 +51,7 @@ pub fn matches(error_equals: &[String], error: &str, from_task: bool) -> bool {
         return false;
     }
     error_equals.iter().any(|name| {
-        name == error
-            || name == ALL
-            || (name == TASK_FAILED && from_task && error != TIMEOUT)
+        name == error || name == ALL || (name == TASK_FAILED && from_task && error != TIMEOUT)
     })
 }
 

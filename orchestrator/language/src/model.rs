@@ -124,7 +124,8 @@ pub struct TaskState {
 impl TaskState {
     /// The role after defaults: `compensatable` when a compensation is declared.
     pub fn effective_role(&self) -> Option<SagaRole> {
-        self.saga_role.or(self.compensate.as_ref().map(|_| SagaRole::Compensatable))
+        self.saga_role
+            .or(self.compensate.as_ref().map(|_| SagaRole::Compensatable))
     }
 }
 

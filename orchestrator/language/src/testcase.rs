@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 
 use serde::Deserialize;
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use crate::driver::{self, Options, TaskHandler, TaskOutcome};
 use crate::interpreter::{Call, Status};
@@ -109,9 +109,8 @@ pub enum CaseFailure {
     Unsupported(String),
     /// The run could not finish.
     Run(String),
-    /// The result differs: each problem says where and how; `expected` and `actual`
-    /// summarise both ends (status, output or error and cause) for a diff.
-    Mismatch { problems: Vec<String>, expected: Value, actual: Value },
+    /// The result differs.
+    Mismatch(Box<Mismatch>),
 }
 
 impl std::fmt::Display for CaseFailure {
@@ -120,14 +119,23 @@ impl std::fmt::Display for CaseFailure {
             CaseFailure::Invalid(d) => write!(f, "definition is invalid:\n{d}"),
             CaseFailure::Unsupported(what) => write!(f, "not supported: {what}"),
             CaseFailure::Run(e) => write!(f, "run failed: {e}"),
-            CaseFailure::Mismatch { problems, .. } => {
-                for line in problems {
+            CaseFailure::Mismatch(m) => {
+                for line in &m.problems {
                     writeln!(f, "{line}")?;
                 }
                 Ok(())
             }
         }
     }
+}
+
+/// How a result differs: each problem says where and how; `expected` and `actual`
+/// summarise both ends (status, output or error and cause, calls) for a diff.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Mismatch {
+    pub problems: Vec<String>,
+    pub expected: Value,
+    pub actual: Value,
 }
 
 /// The stub handler for a case: answers by state name, then by resource.
@@ -139,7 +147,10 @@ pub struct Stubs<'a> {
 
 impl<'a> Stubs<'a> {
     pub fn new(tasks: &'a BTreeMap<String, Stub>) -> Self {
-        Stubs { tasks, invocations: BTreeMap::new() }
+        Stubs {
+            tasks,
+            invocations: BTreeMap::new(),
+        }
     }
 }
 
@@ -148,7 +159,11 @@ impl TaskHandler for Stubs<'_> {
         let key = if call.compensates.is_some() {
             // A compensation may be stubbed by "<State>.compensate" or by its resource.
             let by_state = format!("{}.compensate", call.state);
-            if self.tasks.contains_key(&by_state) { by_state } else { call.resource.clone() }
+            if self.tasks.contains_key(&by_state) {
+                by_state
+            } else {
+                call.resource.clone()
+            }
         } else if self.tasks.contains_key(&call.state) {
             call.state.clone()
         } else {
@@ -166,7 +181,10 @@ impl TaskHandler for Stubs<'_> {
             }
             return TaskOutcome::Fail {
                 error: "Sagaflow.NoStub".into(),
-                cause: Some(format!("no stub for state '{}' or resource '{}'", call.state, call.resource)),
+                cause: Some(format!(
+                    "no stub for state '{}' or resource '{}'",
+                    call.state, call.resource
+                )),
                 outcome_unknown: false,
             };
         };
@@ -185,7 +203,9 @@ fn answer(stub: &Stub, n: usize, call: &Call) -> TaskOutcome {
         },
         Stub::Named(other) => TaskOutcome::Fail {
             error: "Sagaflow.NoStub".into(),
-            cause: Some(format!("unknown stub \"{other}\" (use \"echo\", \"timeout\", or an object)")),
+            cause: Some(format!(
+                "unknown stub \"{other}\" (use \"echo\", \"timeout\", or an object)"
+            )),
             outcome_unknown: false,
         },
         Stub::Sequence(list) => match list.get(n - 1).or(list.last()) {
@@ -198,7 +218,11 @@ fn answer(stub: &Stub, n: usize, call: &Call) -> TaskOutcome {
                 Some(causes) => causes.get(n - 1).or(causes.last()).cloned(),
                 None => r.cause.clone(),
             };
-            TaskOutcome::Fail { error: r.error.clone(), cause, outcome_unknown: false }
+            TaskOutcome::Fail {
+                error: r.error.clone(),
+                cause,
+                outcome_unknown: false,
+            }
         }
     }
 }
@@ -211,8 +235,13 @@ impl TestCase {
     /// Run the case against `definition` (already compiled) and compare.
     pub fn check(&self, definition: &Definition) -> Result<(), CaseFailure> {
         let mut stubs = Stubs::new(&self.tasks);
-        let outcome = driver::run(definition, self.input.clone(), &mut stubs, &Options::default())
-            .map_err(|e| CaseFailure::Run(e.to_string()))?;
+        let outcome = driver::run(
+            definition,
+            self.input.clone(),
+            &mut stubs,
+            &Options::default(),
+        )
+        .map_err(|e| CaseFailure::Run(e.to_string()))?;
         let mut problems = Vec::new();
         let expected_status = self.expected.status.to_ascii_uppercase();
         if outcome.status.as_str() != expected_status {
@@ -221,25 +250,49 @@ impl TestCase {
                 outcome.status, outcome.error, outcome.cause
             ));
         }
-        let ignored = |pointer: &str| self.ignore_paths.iter().any(|p| pointer == p || pointer.starts_with(&format!("{p}/")));
+        let ignored = |pointer: &str| {
+            self.ignore_paths
+                .iter()
+                .any(|p| pointer == p || pointer.starts_with(&format!("{p}/")))
+        };
         if outcome.status == Status::Succeeded || expected_status == "SUCCEEDED" {
             if let Some(expected) = &self.expected.output {
                 let actual = outcome.output.clone().unwrap_or(Value::Null);
                 compare("/output", expected, &actual, &ignored, &mut problems);
             }
         } else {
-            compare_text("/error", &self.expected.error, self.expected.error_json.as_ref(), &outcome.error, &ignored, &mut problems);
-            compare_text("/cause", &self.expected.cause, self.expected.cause_json.as_ref(), &outcome.cause, &ignored, &mut problems);
+            compare_text(
+                "/error",
+                &self.expected.error,
+                self.expected.error_json.as_ref(),
+                &outcome.error,
+                &ignored,
+                &mut problems,
+            );
+            compare_text(
+                "/cause",
+                &self.expected.cause,
+                self.expected.cause_json.as_ref(),
+                &outcome.cause,
+                &ignored,
+                &mut problems,
+            );
         }
         if let Some(expected) = &self.expected.compensations {
             let actual: Vec<String> = first_attempts(&outcome.calls, true);
             if &actual != expected {
-                problems.push(format!("compensations: expected {expected:?}, got {actual:?}"));
+                problems.push(format!(
+                    "compensations: expected {expected:?}, got {actual:?}"
+                ));
             }
         }
         if let Some(expected) = &self.expected.calls {
-            let actual: Vec<String> =
-                outcome.calls.iter().filter(|c| c.compensates.is_none()).map(|c| c.state.clone()).collect();
+            let actual: Vec<String> = outcome
+                .calls
+                .iter()
+                .filter(|c| c.compensates.is_none())
+                .map(|c| c.state.clone())
+                .collect();
             if &actual != expected {
                 problems.push(format!("calls: expected {expected:?}, got {actual:?}"));
             }
@@ -258,8 +311,24 @@ impl TestCase {
         if let Some(Some(cause)) = &self.expected.cause {
             expected.insert("cause".into(), Value::String(cause.clone()));
         }
+        let actual_compensations = first_attempts(&outcome.calls, true);
+        let actual_calls: Vec<String> = outcome
+            .calls
+            .iter()
+            .filter(|c| c.compensates.is_none())
+            .map(|c| c.state.clone())
+            .collect();
+        if let Some(c) = &self.expected.calls {
+            expected.insert("calls".into(), json!(c));
+        }
+        if let Some(c) = &self.expected.compensations {
+            expected.insert("compensations".into(), json!(c));
+        }
         let mut actual = serde_json::Map::new();
-        actual.insert("status".into(), Value::String(outcome.status.as_str().into()));
+        actual.insert(
+            "status".into(),
+            Value::String(outcome.status.as_str().into()),
+        );
         if let Some(output) = outcome.output {
             actual.insert("output".into(), output);
         }
@@ -269,7 +338,17 @@ impl TestCase {
         if let Some(cause) = outcome.cause {
             actual.insert("cause".into(), Value::String(cause));
         }
-        Err(CaseFailure::Mismatch { problems, expected: Value::Object(expected), actual: Value::Object(actual) })
+        if self.expected.calls.is_some() {
+            actual.insert("calls".into(), json!(actual_calls));
+        }
+        if self.expected.compensations.is_some() {
+            actual.insert("compensations".into(), json!(actual_compensations));
+        }
+        Err(CaseFailure::Mismatch(Box::new(Mismatch {
+            problems,
+            expected: Value::Object(expected),
+            actual: Value::Object(actual),
+        })))
     }
 }
 
@@ -294,7 +373,9 @@ fn compare_text(
         return;
     }
     if let Some(json) = expected_json {
-        let parsed = actual.as_deref().and_then(|a| serde_json::from_str::<Value>(a).ok());
+        let parsed = actual
+            .as_deref()
+            .and_then(|a| serde_json::from_str::<Value>(a).ok());
         if parsed.as_ref() != Some(json) {
             problems.push(format!("{pointer}: expected JSON {json}, got {actual:?}"));
         }
@@ -308,7 +389,13 @@ fn compare_text(
 }
 
 /// Structural comparison: numbers by value, object key order ignored, ignored pointers skipped.
-fn compare(pointer: &str, expected: &Value, actual: &Value, ignored: &dyn Fn(&str) -> bool, problems: &mut Vec<String>) {
+fn compare(
+    pointer: &str,
+    expected: &Value,
+    actual: &Value,
+    ignored: &dyn Fn(&str) -> bool,
+    problems: &mut Vec<String>,
+) {
     if ignored(pointer) {
         return;
     }
@@ -330,7 +417,11 @@ fn compare(pointer: &str, expected: &Value, actual: &Value, ignored: &dyn Fn(&st
         }
         (Value::Array(e), Value::Array(a)) => {
             if e.len() != a.len() {
-                problems.push(format!("{pointer}: expected {} items, got {}: {actual}", e.len(), a.len()));
+                problems.push(format!(
+                    "{pointer}: expected {} items, got {}: {actual}",
+                    e.len(),
+                    a.len()
+                ));
                 return;
             }
             for (i, (ev, av)) in e.iter().zip(a).enumerate() {
@@ -430,13 +521,18 @@ pub mod suite {
     }
 
     fn walk(dir: &Path, files: &mut Vec<PathBuf>) -> std::io::Result<()> {
-        let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)?.map(|e| e.map(|e| e.path())).collect::<Result<_, _>>()?;
+        let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)?
+            .map(|e| e.map(|e| e.path()))
+            .collect::<Result<_, _>>()?;
         entries.sort();
         for path in entries {
             if path.is_dir() {
                 walk(&path, files)?;
             } else {
-                let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+                let name = path
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .unwrap_or_default();
                 if name.ends_with(".json") && !name.ends_with(".asl.json") {
                     files.push(path);
                 }
@@ -453,7 +549,11 @@ pub mod suite {
         };
         let cases: Vec<TestCase> = match serde_json::from_str::<serde_json::Value>(&text) {
             Ok(serde_json::Value::Array(items)) => {
-                match items.into_iter().map(serde_json::from_value).collect::<Result<_, _>>() {
+                match items
+                    .into_iter()
+                    .map(serde_json::from_value)
+                    .collect::<Result<_, _>>()
+                {
                     Ok(cases) => cases,
                     Err(e) => return vec![broken(file, format!("not a test case: {e}"))],
                 }
@@ -469,11 +569,23 @@ pub mod suite {
 
     fn run_case(file: &Path, case: TestCase) -> CaseResult {
         let category = case.category.clone().unwrap_or_else(|| {
-            file.parent().and_then(|p| p.file_name()).and_then(|n| n.to_str()).unwrap_or("cases").to_owned()
+            file.parent()
+                .and_then(|p| p.file_name())
+                .and_then(|n| n.to_str())
+                .unwrap_or("cases")
+                .to_owned()
         });
-        let result = |outcome| CaseResult { file: file.to_owned(), name: case.name.clone(), category: category.clone(), outcome };
+        let result = |outcome| CaseResult {
+            file: file.to_owned(),
+            name: case.name.clone(),
+            category: category.clone(),
+            outcome,
+        };
         if !case.query_language.eq_ignore_ascii_case("JSONPath") {
-            return result(Err(CaseFailure::Unsupported(format!("QueryLanguage {}", case.query_language))));
+            return result(Err(CaseFailure::Unsupported(format!(
+                "QueryLanguage {}",
+                case.query_language
+            ))));
         }
         let compiled = match (&case.definition, &case.definition_file) {
             (Some(def), _) => crate::compile_value(def),
@@ -481,11 +593,18 @@ pub mod suite {
                 let path = file.parent().unwrap_or(Path::new(".")).join(rel);
                 match std::fs::read_to_string(&path) {
                     Ok(text) => crate::compile(&text),
-                    Err(e) => return result(Err(CaseFailure::Run(format!("cannot read {}: {e}", path.display())))),
+                    Err(e) => {
+                        return result(Err(CaseFailure::Run(format!(
+                            "cannot read {}: {e}",
+                            path.display()
+                        ))));
+                    }
                 }
             }
             (None, None) => {
-                return result(Err(CaseFailure::Run("the case has neither `definition` nor `definition_file`".into())));
+                return result(Err(CaseFailure::Run(
+                    "the case has neither `definition` nor `definition_file`".into(),
+                )));
             }
         };
         match compiled {

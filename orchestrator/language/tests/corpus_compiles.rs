@@ -1,5 +1,6 @@
 //! Every JSONPath-mode definition of the conformance corpus compiles without errors: AWS
-//! accepted them all (a few fail at run time, which is not this test's concern).
+//! accepted them all (a few fail at run time, which is not this test's concern). JSONata
+//! definitions are refused with one clear error each.
 
 use std::path::PathBuf;
 
@@ -66,4 +67,24 @@ fn every_jsonpath_definition_compiles() {
         compiled >= 580,
         "only {compiled} JSONPath definitions found; is the corpus there?"
     );
+}
+
+#[test]
+fn every_jsonata_definition_is_refused_once() {
+    let mut refused = 0;
+    for path in case_files() {
+        let text = std::fs::read_to_string(&path).expect("readable case");
+        let case: Value = serde_json::from_str(&text).expect("case is JSON");
+        if case.get("query_language").and_then(Value::as_str) == Some("JSONPath") {
+            continue;
+        }
+        let definition = case.get("definition").expect("case has a definition");
+        let diagnostics = sagaflow_language::compile_value(definition)
+            .err()
+            .unwrap_or_else(|| panic!("{} compiled", path.display()));
+        let codes: Vec<&str> = diagnostics.0.iter().map(|d| d.code).collect();
+        assert_eq!(codes, ["unsupported-query-language"], "{}", path.display());
+        refused += 1;
+    }
+    assert!(refused > 0, "no JSONata case found");
 }

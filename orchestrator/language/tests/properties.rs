@@ -20,8 +20,17 @@ fn arb_json() -> impl Strategy<Value = Value> {
         (-1e6f64..1e6).prop_map(Value::from),
         "[a-zA-Z$.@*\\[\\]0-9 ']{0,12}".prop_map(Value::from),
         prop_oneof![
-            Just("$"), Just("$.a"), Just("$$"), Just("$.a[0]"), Just("States.Format('{}', $.a)"),
-            Just("Pass"), Just("Task"), Just("Choice"), Just("Map"), Just("Parallel"), Just("States.ALL"),
+            Just("$"),
+            Just("$.a"),
+            Just("$$"),
+            Just("$.a[0]"),
+            Just("States.Format('{}', $.a)"),
+            Just("Pass"),
+            Just("Task"),
+            Just("Choice"),
+            Just("Map"),
+            Just("Parallel"),
+            Just("States.ALL"),
         ]
         .prop_map(Value::from),
     ];
@@ -33,10 +42,23 @@ fn arb_json() -> impl Strategy<Value = Value> {
                     prop_oneof![
                         "[a-zA-Z.$]{1,8}".boxed(),
                         prop_oneof![
-                            Just("Type"), Just("Next"), Just("End"), Just("States"), Just("StartAt"),
-                            Just("Resource"), Just("Choices"), Just("Parameters"), Just("ResultPath"),
-                            Just("Retry"), Just("Catch"), Just("ErrorEquals"), Just("Compensate"),
-                            Just("Branches"), Just("ItemProcessor"), Just("Variable"), Just("x.$"),
+                            Just("Type"),
+                            Just("Next"),
+                            Just("End"),
+                            Just("States"),
+                            Just("StartAt"),
+                            Just("Resource"),
+                            Just("Choices"),
+                            Just("Parameters"),
+                            Just("ResultPath"),
+                            Just("Retry"),
+                            Just("Catch"),
+                            Just("ErrorEquals"),
+                            Just("Compensate"),
+                            Just("Branches"),
+                            Just("ItemProcessor"),
+                            Just("Variable"),
+                            Just("x.$"),
                         ]
                         .prop_map(String::from)
                         .boxed(),
@@ -130,24 +152,45 @@ fn arb_answer() -> impl Strategy<Value = Answer> {
 fn handler(answers: Vec<Answer>) -> impl FnMut(&Call, i64) -> TaskOutcome {
     let mut n = 0usize;
     move |_call: &Call, _now| {
-        let answer = answers.get(n % answers.len().max(1)).cloned().unwrap_or(Answer::Ok(Value::Null));
+        let answer = answers
+            .get(n % answers.len().max(1))
+            .cloned()
+            .unwrap_or(Answer::Ok(Value::Null));
         n += 1;
         match answer {
             Answer::Ok(v) => TaskOutcome::Succeed(v),
-            Answer::Refuse(e) => TaskOutcome::Fail { error: e.into(), cause: Some("no".into()), outcome_unknown: false },
-            Answer::Unavailable => {
-                TaskOutcome::Fail { error: "Grpc.Unavailable".into(), cause: None, outcome_unknown: false }
-            }
-            Answer::TimeoutUnknown => {
-                TaskOutcome::Fail { error: "States.Timeout".into(), cause: None, outcome_unknown: true }
-            }
+            Answer::Refuse(e) => TaskOutcome::Fail {
+                error: e.into(),
+                cause: Some("no".into()),
+                outcome_unknown: false,
+            },
+            Answer::Unavailable => TaskOutcome::Fail {
+                error: "Grpc.Unavailable".into(),
+                cause: None,
+                outcome_unknown: false,
+            },
+            Answer::TimeoutUnknown => TaskOutcome::Fail {
+                error: "States.Timeout".into(),
+                cause: None,
+                outcome_unknown: true,
+            },
         }
     }
 }
 
 fn arb_input() -> impl Strategy<Value = Value> {
-    (arb_json(), prop::collection::vec(arb_json(), 0..4), any::<bool>())
-        .prop_map(|(v, items, plain)| if plain { v } else { json!({ "v": v, "items": items }) })
+    (
+        arb_json(),
+        prop::collection::vec(arb_json(), 0..4),
+        any::<bool>(),
+    )
+        .prop_map(|(v, items, plain)| {
+            if plain {
+                v
+            } else {
+                json!({ "v": v, "items": items })
+            }
+        })
 }
 
 proptest! {

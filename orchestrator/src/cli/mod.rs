@@ -50,6 +50,10 @@ pub enum Output {
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Validate { files, output } => validate::run(&files, output),
-        Command::Test { paths, output, verbose } => test::run(&paths, output, verbose),
+        Command::Test {
+            paths,
+            output,
+            verbose,
+        } => test::run(&paths, output, verbose),
     }
 }

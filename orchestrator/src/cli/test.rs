@@ -67,17 +67,21 @@ pub(super) fn run(paths: &[PathBuf], output: Output, verbose: bool) -> anyhow::R
             println!("{passed} passed, {failed} failed");
         }
     }
-    Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::from(1) })
+    Ok(if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
 fn print_failure(failure: &CaseFailure) {
     match failure {
-        CaseFailure::Mismatch { problems, expected, actual } => {
-            for p in problems {
+        CaseFailure::Mismatch(m) => {
+            for p in &m.problems {
                 println!("     {p}");
             }
-            let e = serde_json::to_string_pretty(expected).unwrap_or_default();
-            let a = serde_json::to_string_pretty(actual).unwrap_or_default();
+            let e = serde_json::to_string_pretty(&m.expected).unwrap_or_default();
+            let a = serde_json::to_string_pretty(&m.actual).unwrap_or_default();
             println!("     --- expected  +++ actual");
             for change in TextDiff::from_lines(&e, &a).iter_all_changes() {
                 let sign = match change.tag() {

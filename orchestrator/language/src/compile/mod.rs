@@ -9,9 +9,11 @@
 //! - `source`: JSON syntax, values, positions of pointers, duplicate keys.
 //! - `fields`: typed field accessors that report wrong types, unknown fields, bad paths and
 //!   templates.
-//! - `states`: one definition, machine and state at a time: fields per state type, Retry,
-//!   Catch and the saga extensions; it also records the skeleton the graph checks walk.
-//! - `choice`: Choice rules.
+//! - `states`: one definition, machine and state at a time: the fields each state type
+//!   allows and requires; it also records the skeleton the graph and saga checks walk.
+//! - `task`: Task states, `Resource`, `Compensate`, `SagaRole`.
+//! - `resilience`: Retry, Catch, `ErrorEquals`.
+//! - `choice`: Choice states and their rules.
 //! - `graph`: transition targets, `StartAt`, reachability.
 //! - `saga`: saga soundness (pivots, what follows them, Catch routes that skip compensation).
 //! - `suggest`: "did you mean" hints.
@@ -19,10 +21,12 @@
 mod choice;
 mod fields;
 mod graph;
+mod resilience;
 mod saga;
 mod source;
 mod states;
 mod suggest;
+mod task;
 #[cfg(test)]
 mod tests;
 

@@ -678,16 +678,3 @@ fn a_500_state_definition_compiles_quickly() {
     let compiled = compile(&text).expect("valid");
     assert_eq!(compiled.definition.machine.states.len(), 500);
 }
-
-#[test]
-fn jsonata_probe() {
-    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/conformance/cases/jsonata");
-    let mut counts = std::collections::BTreeMap::new();
-    for entry in std::fs::read_dir(dir).expect("dir") {
-        let text = std::fs::read_to_string(entry.expect("e").path()).expect("t");
-        let case: serde_json::Value = serde_json::from_str(&text).expect("j");
-        let codes = codes_of(case["definition"].clone());
-        *counts.entry(format!("{codes:?}")).or_insert(0) += 1;
-    }
-    eprintln!("{counts:#?}");
-}

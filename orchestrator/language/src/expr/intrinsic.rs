@@ -3,9 +3,11 @@
 //! The call syntax is parsed once into a tree of [`Arg`]s (literals, paths, nested calls);
 //! evaluation only walks it. Literal strings are single-quoted; inside them `\'`, `\{`, `\}`
 //! and `\\` are escapes, and an escaped brace is never a `States.Format` placeholder.
-//! Every run-time failure is `States.Runtime`, the name AWS reports for data-expression
-//! failures (`States.IntrinsicFailure` is reserved by the specification but AWS does not
-//! raise it for these).
+//! Every run-time failure is `States.Runtime`, the name AWS gives every other
+//! data-expression failure in the corpus; the corpus records no failing intrinsic, so this
+//! (rather than the specification's `States.IntrinsicFailure`) is a judgement, not a
+//! recording. Limits follow AWS's documentation: 10,000 characters for Base64 and Hash
+//! input, 1,000 items for `States.ArrayRange`, shallow `States.JsonMerge` only.
 
 use std::borrow::Cow;
 use std::fmt::Write as _;

@@ -58,7 +58,10 @@ pub struct Start {
 pub enum Event {
     Started(Start),
     /// A task or compensation call answered.
-    TaskSucceeded { id: WorkId, output: Value },
+    TaskSucceeded {
+        id: WorkId,
+        output: Value,
+    },
     /// A task or compensation call failed. `outcome_unknown` is set when the request may
     /// have been applied (timeout, connection lost after sending).
     TaskFailed {
@@ -68,15 +71,25 @@ pub enum Event {
         #[serde(default)]
         outcome_unknown: bool,
     },
-    TimerFired { id: WorkId },
+    TimerFired {
+        id: WorkId,
+    },
     /// Stop and compensate; ends CANCELLED once the compensations are done.
-    Cancel { reason: Option<String> },
+    Cancel {
+        reason: Option<String>,
+    },
     /// Stop without compensating.
-    Terminate { reason: Option<String> },
+    Terminate {
+        reason: Option<String>,
+    },
     /// Operator acts on a COMPENSATION_STUCK execution.
     RetryCompensation,
-    SkipCompensation { reason: String },
-    ResolveCompensation { reason: String },
+    SkipCompensation {
+        reason: String,
+    },
+    ResolveCompensation {
+        reason: String,
+    },
 }
 
 /// An event with the time it happened (milliseconds since the Unix epoch).
@@ -106,16 +119,26 @@ pub struct Call {
 }
 
 /// What the caller must do after a step.
+// Actions are few and short-lived (moved from the step to the caller once); boxing the call
+// would cost an allocation per task for nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type")]
 pub enum Action {
     Invoke(Call),
     /// Deliver `TimerFired { id }` at `due_ms`.
-    StartTimer { id: WorkId, due_ms: i64 },
+    StartTimer {
+        id: WorkId,
+        due_ms: i64,
+    },
     /// A call or timer is no longer wanted; a late answer will be ignored.
-    Abandon { id: WorkId },
+    Abandon {
+        id: WorkId,
+    },
     /// The execution reached a final status (or parked in COMPENSATION_STUCK).
-    Finished { status: Status },
+    Finished {
+        status: Status,
+    },
 }
 
 /// The result of one step: history to append (in order) and actions to carry out.
@@ -139,6 +162,10 @@ pub enum StepError {
 }
 
 /// Apply one event. On error nothing changed.
-pub fn step(definition: &Definition, execution: &mut Execution, envelope: Envelope) -> Result<Step, StepError> {
+pub fn step(
+    definition: &Definition,
+    execution: &mut Execution,
+    envelope: Envelope,
+) -> Result<Step, StepError> {
     run::apply(definition, execution, envelope)
 }
