@@ -1,0 +1,1 @@
+//! The gRPC invoker (in progress).

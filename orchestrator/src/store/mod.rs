@@ -1,0 +1,199 @@
+//! Durable storage of definitions, executions, histories, timers, leases and the inbox of
+//! outside requests, behind one trait with a PostgreSQL implementation (production) and,
+//! later, SQLite (the embedded default). Both pass the same store test suite.
+//!
+//! Every write of an execution is fenced by its lease: the commit names the owner and epoch
+//! it holds, and fails with [`StoreError::LeaseLost`] when another replica took over.
+
+pub mod postgres;
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sagaflow_language::interpreter::{HistoryEvent, Status, WorkId};
+use serde_json::Value;
+use uuid::Uuid;
+
+/// A registered definition version.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DefinitionRecord {
+    pub id: i64,
+    pub name: String,
+    /// 1, 2, ... per name.
+    pub version: u32,
+    /// The JSON text as registered.
+    pub content: String,
+    /// SHA-256 of `content`, lowercase hex.
+    pub hash: String,
+    pub created_at: DateTime<Utc>,
+}
+
+/// A new execution, created already owned by the replica that starts it.
+#[derive(Debug, Clone)]
+pub struct NewExecution {
+    pub id: Uuid,
+    pub definition_id: i64,
+    pub input: Value,
+    /// At most one execution per (definition name, key); `None` for no such constraint.
+    pub idempotency_key: Option<String>,
+    /// SHA-256 of the start request, to tell "the same start again" from "a different
+    /// start under a used key".
+    pub request_hash: String,
+    pub owner: String,
+    pub lease: Duration,
+}
+
+/// What `create_execution` found.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Created {
+    /// Inserted; the caller holds the lease at this epoch.
+    New { epoch: i64 },
+    /// An execution with this id or idempotency key exists already.
+    Existing { id: Uuid, same_request: bool },
+}
+
+/// One committed step of one execution: everything in it lands atomically or not at all.
+#[derive(Debug, Clone)]
+pub struct Transition {
+    pub execution_id: Uuid,
+    /// The lease epoch the writer holds; the commit is refused if it is no longer current.
+    pub epoch: i64,
+    pub owner: String,
+    /// Appended to the history, ids continuing it.
+    pub events: Vec<HistoryEvent>,
+    pub status: Status,
+    /// The serialized interpreter state (`sagaflow_language::interpreter::Execution`).
+    pub snapshot: Value,
+    pub output: Option<Value>,
+    pub error: Option<String>,
+    pub cause: Option<String>,
+    pub timers_added: Vec<Timer>,
+    pub timers_removed: Vec<WorkId>,
+    /// Inbox requests this step consumed (deleted with the commit).
+    pub inbox_consumed: Vec<i64>,
+    /// Give the lease up with this commit (the execution ended or parked).
+    pub release: bool,
+}
+
+/// A durable timer: deliver `TimerFired { id: work_id }` at `due`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timer {
+    pub work_id: WorkId,
+    pub due: DateTime<Utc>,
+}
+
+/// An outside request waiting for the execution's owner (cancel, terminate, repairs, redrive).
+#[derive(Debug, Clone, PartialEq)]
+pub struct InboxItem {
+    pub id: i64,
+    pub execution_id: Uuid,
+    /// A serialized `sagaflow_language::interpreter::Event` (or a redrive request).
+    pub request: Value,
+    pub created_at: DateTime<Utc>,
+}
+
+/// An execution this replica now owns, with what it needs to continue.
+#[derive(Debug, Clone)]
+pub struct Claimed {
+    pub record: ExecutionRecord,
+    pub epoch: i64,
+    pub timers: Vec<Timer>,
+    pub inbox: Vec<InboxItem>,
+}
+
+/// The stored row of an execution.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExecutionRecord {
+    pub id: Uuid,
+    pub definition_id: i64,
+    pub definition_name: String,
+    pub definition_version: u32,
+    pub status: Status,
+    pub input: Value,
+    pub output: Option<Value>,
+    pub error: Option<String>,
+    pub cause: Option<String>,
+    pub idempotency_key: Option<String>,
+    pub snapshot: Value,
+    pub started_at: DateTime<Utc>,
+    pub stopped_at: Option<DateTime<Utc>>,
+    pub last_event_id: u64,
+    pub redrive_count: u32,
+    pub owner: Option<String>,
+    pub lease_expires_at: Option<DateTime<Utc>>,
+}
+
+/// Filters of `list_executions`; all optional, combined with AND.
+#[derive(Debug, Clone, Default)]
+pub struct ExecutionFilter {
+    pub statuses: Vec<Status>,
+    pub definition_name: Option<String>,
+    pub started_after: Option<DateTime<Utc>>,
+    pub started_before: Option<DateTime<Utc>>,
+    pub id_prefix: Option<String>,
+    /// Newest first; continue after this (started_at, id) position.
+    pub after: Option<(DateTime<Utc>, Uuid)>,
+    pub limit: u32,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// Another replica owns the execution now (or the lease expired and was taken).
+    #[error("lease on execution {0} lost to another replica")]
+    LeaseLost(Uuid),
+    #[error("execution {0} not found")]
+    ExecutionNotFound(Uuid),
+    #[error("definition {0} not found")]
+    DefinitionNotFound(String),
+    /// The database could not be reached or failed; the operation may be retried.
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    #[error("database error: {0}")]
+    Database(String),
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+}
+
+/// The storage of the orchestrator. Implementations are cheap to clone handles to a pool.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Apply the schema migrations this store needs.
+    async fn migrate(&self) -> Result<(), StoreError>;
+
+    /// Register `content` as the next version of `name`, unless it equals the latest
+    /// version's content (then that version is returned and `created` is false).
+    async fn put_definition(&self, name: &str, content: &str, hash: &str) -> Result<(DefinitionRecord, bool), StoreError>;
+    /// A version, or the latest when `version` is `None`.
+    async fn get_definition(&self, name: &str, version: Option<u32>) -> Result<Option<DefinitionRecord>, StoreError>;
+    async fn get_definition_by_id(&self, id: i64) -> Result<Option<DefinitionRecord>, StoreError>;
+    /// Every version of `name`, or of every definition, by name then version.
+    async fn list_definitions(&self, name: Option<&str>) -> Result<Vec<DefinitionRecord>, StoreError>;
+
+    /// Insert an execution owned by `new.owner`, together with its first transition, in one
+    /// transaction; or report the existing execution for the same id or idempotency key.
+    async fn create_execution(&self, new: NewExecution, first: Transition) -> Result<Created, StoreError>;
+    /// Commit transitions (possibly of several executions) in one database transaction.
+    /// If any is fenced out, none is applied and the error names that execution.
+    async fn commit(&self, transitions: &[Transition]) -> Result<(), StoreError>;
+
+    /// Take over up to `limit` executions that need an owner: active ones (RUNNING,
+    /// COMPENSATING) whose lease is free or expired, and any with inbox requests waiting.
+    async fn claim(&self, owner: &str, lease: Duration, limit: u32) -> Result<Vec<Claimed>, StoreError>;
+    /// Extend the leases held by `owner` at these epochs; returns the ids whose lease was lost.
+    async fn renew(&self, owner: &str, held: &[(Uuid, i64)], lease: Duration) -> Result<Vec<Uuid>, StoreError>;
+    /// Give leases up (graceful shutdown), so another replica continues at once.
+    async fn release(&self, owner: &str, held: &[(Uuid, i64)]) -> Result<(), StoreError>;
+
+    /// Queue an outside request for the execution's owner.
+    async fn post_request(&self, execution_id: Uuid, request: Value) -> Result<i64, StoreError>;
+    /// Inbox requests for executions `owner` holds.
+    async fn take_inbox(&self, owner: &str) -> Result<Vec<InboxItem>, StoreError>;
+
+    async fn get_execution(&self, id: Uuid) -> Result<Option<ExecutionRecord>, StoreError>;
+    /// Ids starting with `prefix` (at most `limit`), to resolve a short id.
+    async fn find_by_prefix(&self, prefix: &str, limit: u32) -> Result<Vec<Uuid>, StoreError>;
+    async fn list_executions(&self, filter: &ExecutionFilter) -> Result<Vec<ExecutionRecord>, StoreError>;
+    /// History events with id > `after`, at most `limit`, in order.
+    async fn history(&self, id: Uuid, after: u64, limit: u32) -> Result<Vec<HistoryEvent>, StoreError>;
+}
