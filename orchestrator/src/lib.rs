@@ -4,8 +4,12 @@
 //! # Layout
 //! - [`cli`]: the `sagaflow` command line, one module per command.
 //! - [`store`]: durable storage behind one trait (PostgreSQL; SQLite later).
+//! - [`engine`]: owns executions through leases; step, commit, then act.
+//! - [`api`]: the gRPC services (OrderService, SagaService, health, reflection).
 //! - [`invoker`]: gRPC calls to participants, typed at run time through reflection.
 
+pub mod api;
 pub mod cli;
+pub mod engine;
 pub mod invoker;
 pub mod store;

@@ -1,5 +1,7 @@
 //! The `sagaflow` command line: argument parsing and dispatch to one module per command.
 
+pub mod client;
+// pub mod serve; // enabled once the store and invoker land
 mod test;
 mod validate;
 
@@ -37,6 +39,12 @@ pub enum Command {
         #[arg(long, short)]
         verbose: bool,
     },
+    /// Start an execution of a registered definition.
+    Start(client::StartArgs),
+    /// Show an execution: status, input, output or error, compensations and a timeline.
+    Show(client::ShowArgs),
+    /// Print every history event of an execution.
+    History(client::ShowArgs),
 }
 
 /// How a command prints its result.
@@ -50,10 +58,40 @@ pub enum Output {
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Validate { files, output } => validate::run(&files, output),
-        Command::Test {
-            paths,
-            output,
-            verbose,
-        } => test::run(&paths, output, verbose),
+        Command::Test { paths, output, verbose } => test::run(&paths, output, verbose),
+        Command::Start(args) => block_on(client::start(args)),
+        Command::Show(args) => block_on(client::show(args)),
+        Command::History(args) => block_on(client::history(args)),
+    }
+}
+
+fn block_on<F: std::future::Future<Output = anyhow::Result<ExitCode>>>(future: F) -> anyhow::Result<ExitCode> {
+    tokio::runtime::Builder::new_current_thread().enable_all().build()?.block_on(future)
+}
+
+/// Human logs on stderr; `RUST_LOG` overrides the level.
+pub fn init_logging(default: tracing::Level) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new(format!("{default},h2=warn,tower=warn,hyper=warn,sqlx=warn"))
+    });
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
     }
 }

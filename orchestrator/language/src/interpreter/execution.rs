@@ -111,6 +111,21 @@ pub struct Execution {
     pub cause: Option<String>,
     /// Set by a cancel so the end status is CANCELLED rather than COMPENSATED.
     pub(crate) cancelled: bool,
+    /// Where a redrive resumes: the top-level state whose failure ended the execution.
+    #[serde(default)]
+    pub(crate) redrive_point: Option<RedrivePoint>,
+    #[serde(default)]
+    pub(crate) redrive_count: u32,
+}
+
+/// What a redrive needs to re-enter the failed state as the same visit (so its calls keep
+/// their idempotency keys).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct RedrivePoint {
+    pub(crate) state: String,
+    pub(crate) raw_input: Value,
+    pub(crate) variables: Map<String, Value>,
+    pub(crate) visits: BTreeMap<String, u32>,
 }
 
 impl Execution {
@@ -132,7 +147,19 @@ impl Execution {
             error: None,
             cause: None,
             cancelled: false,
+            redrive_point: None,
+            redrive_count: 0,
         }
+    }
+
+    /// Whether a redrive can resume this execution: it FAILED in a top-level Task,
+    /// Parallel or Map state (a deterministic failure, e.g. a Fail state, cannot be redriven).
+    pub fn can_redrive(&self) -> bool {
+        self.status == Status::Failed && self.redrive_point.is_some()
+    }
+
+    pub fn redrive_count(&self) -> u32 {
+        self.redrive_count
     }
 
     /// The execution's input as given at start.

@@ -102,6 +102,7 @@ event_kinds! {
     CompensationSkipped,
     CompensationResolved,
     ExecutionCancelRequested,
+    ExecutionRedriven,
 }
 
 impl std::fmt::Display for EventKind {

@@ -90,6 +90,8 @@ pub enum Event {
     ResolveCompensation {
         reason: String,
     },
+    /// Resume a FAILED execution at the state whose failure ended it.
+    Redrive,
 }
 
 /// An event with the time it happened (milliseconds since the Unix epoch).

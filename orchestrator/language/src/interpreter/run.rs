@@ -13,7 +13,7 @@ use rand_core::SeedableRng;
 use serde_json::{Map, Value, json};
 
 use super::execution::{
-    Cursor, Execution, Join, MachineStep, ParentLink, Pending, Status, Thread, ThreadId, Visit,
+    Cursor, Execution, Join, MachineStep, ParentLink, Pending, RedrivePoint, Status, Thread, ThreadId, Visit,
     Waiter,
 };
 use super::history::{EventKind, HistoryEvent};
@@ -150,6 +150,7 @@ fn check(ex: &Execution, event: &Event) -> Result<(), StepError> {
                 "a compensation repair",
             ))
         }
+        Event::Redrive if !ex.can_redrive() => Err(StepError::InvalidInStatus(ex.status, "redrive")),
         _ => Ok(()),
     }
 }
@@ -470,7 +471,52 @@ impl Runner<'_> {
             Event::ResolveCompensation { reason } => {
                 self.repair_compensation(super::saga::Repair::Resolve(reason))
             }
+            Event::Redrive => self.redrive(),
         }
+    }
+
+    /// Resume a FAILED execution: re-enter the failed top-level state as the same visit,
+    /// with the variables it had, so its calls reuse their idempotency keys.
+    fn redrive(&mut self) {
+        let Some(point) = self.ex.redrive_point.take() else { return };
+        self.ex.redrive_count += 1;
+        let count = self.ex.redrive_count;
+        self.record(
+            EventKind::ExecutionRedriven,
+            None,
+            json!({ "state": point.state, "redriveCount": count, "error": self.ex.error, "cause": self.ex.cause }),
+            Some(Event::Redrive),
+        );
+        if let Some(execution) = self.ctx.get_mut("Execution").and_then(Value::as_object_mut) {
+            execution.insert("RedriveCount".into(), Value::from(count));
+        }
+        self.ex.status = Status::Running;
+        self.ex.error = None;
+        self.ex.cause = None;
+        self.ex.output = None;
+        self.ex.rollback = None;
+        let mut visits = point.visits;
+        if let Some(n) = visits.get_mut(&point.state) {
+            *n = n.saturating_sub(1);
+        }
+        self.ex.threads.insert(
+            0,
+            Thread {
+                parent: None,
+                machine: Vec::new(),
+                scope: String::new(),
+                variables: point.variables,
+                visits,
+                cursor: Cursor::Aborted,
+                ledger: Vec::new(),
+            },
+        );
+        if let Some(seconds) = self.def.timeout_seconds {
+            let due = self.now_ms.saturating_add(seconds as i64 * 1000);
+            let id = self.start_timer(due, Waiter::ExecutionTimeout);
+            self.ex.timeout_timer = Some(id);
+        }
+        self.queue.push_back(Work::Enter { thread: 0, state: point.state, input: point.raw_input });
     }
 
     fn start(&mut self, start: Start) {
@@ -1204,6 +1250,16 @@ impl Runner<'_> {
                 );
             }
             return;
+        }
+        if thread == 0 {
+            // The root fails here for good: remember where, so a redrive can resume.
+            let root = self.thread(0);
+            self.ex.redrive_point = Some(RedrivePoint {
+                state: visit.state.clone(),
+                raw_input: std::mem::take(&mut visit.raw_input),
+                variables: root.variables.clone(),
+                visits: root.visits.clone(),
+            });
         }
         self.end_thread(
             thread,

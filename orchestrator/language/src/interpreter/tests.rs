@@ -584,3 +584,44 @@ fn events_that_do_not_fit_are_refused_without_changing_anything() {
     assert_eq!(ex, snapshot);
     assert_ne!(before, snapshot);
 }
+
+#[test]
+fn a_redrive_resumes_the_failed_state_with_the_same_idempotency_key() {
+    let def = definition(json!({
+        "StartAt": "Prepare",
+        "States": {
+            "Prepare": { "Type": "Pass", "Assign": { "seen": true }, "Result": { "ready": 1 }, "Next": "Ship" },
+            "Ship": { "Type": "Task", "Resource": "grpc://p/s.v1.S/Ship", "SagaRole": "readonly", "End": true }
+        }
+    }));
+    let outcome = run(&def, |_, _| fail("Grpc.Unavailable"));
+    assert_eq!(outcome.status, Status::Failed);
+    let mut ex = outcome.execution.clone();
+    assert!(ex.can_redrive());
+    let first_key = outcome.calls[0].idempotency_key.clone();
+    let s = step(&def, &mut ex, Envelope { now_ms: 5_000_000, event: Event::Redrive }).expect("redrive applies");
+    assert_eq!(ex.status, Status::Running);
+    assert_eq!(ex.redrive_count(), 1);
+    assert!(s.history.iter().any(|h| h.kind == EventKind::ExecutionRedriven));
+    let Some(Action::Invoke(call)) = s.actions.iter().find(|a| matches!(a, Action::Invoke(_))).cloned() else {
+        panic!("the failed task is called again")
+    };
+    assert_eq!(call.state, "Ship");
+    assert_eq!(call.idempotency_key, first_key, "a redrive keeps the visit's key");
+    assert_eq!(call.input, json!({ "ready": 1 }));
+    step(&def, &mut ex, Envelope { now_ms: 5_000_001, event: Event::TaskSucceeded { id: call.id, output: json!({ "ok": true }) } })
+        .expect("answer applies");
+    assert_eq!(ex.status, Status::Succeeded);
+    assert_eq!(
+        step(&def, &mut ex, Envelope { now_ms: 5_000_002, event: Event::Redrive }),
+        Err(StepError::InvalidInStatus(Status::Succeeded, "redrive"))
+    );
+}
+
+#[test]
+fn a_deterministic_failure_cannot_be_redriven() {
+    let def = definition(json!({ "StartAt": "No", "States": { "No": { "Type": "Fail", "Error": "Nope" } } }));
+    let outcome = run(&def, |c, _| ok(c));
+    assert_eq!(outcome.status, Status::Failed);
+    assert!(!outcome.execution.can_redrive());
+}

@@ -1,0 +1,57 @@
+//! The gRPC API: OrderService, SagaService, health checking and server reflection.
+//!
+//! - [`orders`]: StartOrder, the order saga's front door.
+//! - [`sagas`]: definitions, executions, histories, operator actions.
+//! - [`convert`]: stored records to API messages.
+//! - [`status`]: every error becomes a `tonic::Status` here and nowhere else.
+
+pub mod convert;
+pub mod orders;
+pub mod sagas;
+pub mod status;
+
+use std::net::SocketAddr;
+
+use sagaflow_proto::sagaflow::v1::order_service_server::OrderServiceServer;
+use sagaflow_proto::sagaflow::v1::saga_service_server::SagaServiceServer;
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::Server;
+
+use crate::engine::Engine;
+
+/// Serve the API on `listener` until `shutdown` resolves.
+pub async fn serve(
+    engine: Engine,
+    listener: TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send,
+) -> Result<(), tonic::transport::Error> {
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health.set_serving::<OrderServiceServer<orders::Orders>>().await;
+    health.set_serving::<SagaServiceServer<sagas::Sagas>>().await;
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(sagaflow_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .expect("the compiled-in descriptor sets are valid");
+    let reflection_alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(sagaflow_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1alpha()
+        .expect("the compiled-in descriptor sets are valid");
+    Server::builder()
+        .add_service(health_service)
+        .add_service(reflection)
+        .add_service(reflection_alpha)
+        .add_service(OrderServiceServer::new(orders::Orders::new(engine.clone())))
+        .add_service(SagaServiceServer::new(sagas::Sagas::new(engine)))
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        .await
+}
+
+/// Bind the API address, with a message that says what to do when it is taken.
+pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    TcpListener::bind(addr).await.map_err(|e| {
+        std::io::Error::new(e.kind(), format!("cannot listen on {addr}: {e} (is another server running there?)"))
+    })
+}

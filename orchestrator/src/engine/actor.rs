@@ -1,0 +1,276 @@
+//! One owned execution: a task that applies each event to the interpreter, commits the
+//! resulting transition (fenced by its lease), and only then acts on it — calls go out,
+//! timers are armed, waiters are told. A lost lease stops the actor without acting.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use sagaflow_language::Definition;
+use sagaflow_language::interpreter::{self, Action, Envelope, Event, Execution, Status, Step, WorkId};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tracing::{debug, info, warn};
+use uuid::Uuid;
+
+use super::{Engine, EngineError, settled, snapshot_of};
+use crate::invoker::CallOutcome;
+use crate::store::{StoreError, Timer, Transition};
+
+/// What the engine keeps of a running actor.
+#[derive(Debug)]
+pub(crate) struct Handle {
+    pub(crate) tx: mpsc::Sender<Msg>,
+    pub(crate) epoch: i64,
+}
+
+#[derive(Debug)]
+pub(crate) enum Msg {
+    CallDone { id: WorkId, outcome: CallOutcome },
+    Request { inbox_id: i64, event: Event },
+    LeaseLost,
+}
+
+pub(crate) struct Actor {
+    pub(crate) engine: Engine,
+    pub(crate) id: Uuid,
+    pub(crate) epoch: i64,
+    pub(crate) definition: Arc<Definition>,
+    pub(crate) execution: Execution,
+    pub(crate) tx: mpsc::Sender<Msg>,
+    pub(crate) rx: mpsc::Receiver<Msg>,
+    /// Armed timers: work id → due (ms since epoch).
+    pub(crate) timers: BTreeMap<WorkId, i64>,
+    /// Calls in flight, so an abandoned one can be stopped.
+    pub(crate) calls: HashMap<WorkId, JoinHandle<()>>,
+    /// Inbox requests already applied (the inbox is read again until the commit deletes them).
+    pub(crate) delivered: BTreeSet<i64>,
+}
+
+/// Why the actor stops.
+enum Stop {
+    Settled,
+    LeaseLost,
+    Shutdown,
+}
+
+impl Actor {
+    pub(crate) async fn run(mut self, actions: Vec<Action>, inbox: Vec<(i64, Event)>) {
+        let stop = self.run_inner(actions, inbox).await;
+        for (_, call) in self.calls.drain() {
+            call.abort();
+        }
+        self.engine.inner.actors.lock().await.remove(&self.id);
+        match stop {
+            Stop::Settled => {
+                self.engine.announce(self.id, self.execution.status);
+                self.engine.forget_watcher(self.id);
+            }
+            Stop::LeaseLost => info!(execution = %self.id, "stopped: another replica owns the execution"),
+            Stop::Shutdown => debug!(execution = %self.id, "stopped for shutdown"),
+        }
+    }
+
+    async fn run_inner(&mut self, actions: Vec<Action>, inbox: Vec<(i64, Event)>) -> Stop {
+        // Whatever was outstanding when this replica took over goes out again; calls keep
+        // their idempotency keys, so participants answer repeats with their first answer.
+        self.act(actions);
+        if settled(self.execution.status) && inbox.is_empty() {
+            return Stop::Settled;
+        }
+        for (inbox_id, event) in inbox {
+            if let Some(stop) = self.apply_request(inbox_id, event).await {
+                return stop;
+            }
+        }
+        loop {
+            let next_timer = self.timers.iter().min_by_key(|(_, due)| **due).map(|(id, due)| (*id, *due));
+            let sleep = match next_timer {
+                Some((_, due)) => {
+                    let wait = (due - Utc::now().timestamp_millis()).max(0) as u64;
+                    tokio::time::sleep(Duration::from_millis(wait))
+                }
+                None => tokio::time::sleep(Duration::from_secs(3600)),
+            };
+            tokio::select! {
+                msg = self.rx.recv() => {
+                    let Some(msg) = msg else { return Stop::Shutdown };
+                    let stop = match msg {
+                        Msg::CallDone { id, outcome } => {
+                            self.calls.remove(&id);
+                            let event = match outcome {
+                                CallOutcome::Succeeded(output) => Event::TaskSucceeded { id, output },
+                                CallOutcome::Failed { error, cause, outcome_unknown } => {
+                                    Event::TaskFailed { id, error, cause, outcome_unknown }
+                                }
+                            };
+                            self.apply(event, Vec::new()).await
+                        }
+                        Msg::Request { inbox_id, event } => self.apply_request(inbox_id, event).await,
+                        Msg::LeaseLost => Some(Stop::LeaseLost),
+                    };
+                    if let Some(stop) = stop {
+                        return stop;
+                    }
+                }
+                _ = sleep, if next_timer.is_some() => {
+                    if let Some((id, _)) = next_timer {
+                        self.timers.remove(&id);
+                        if let Some(stop) = self.apply(Event::TimerFired { id }, Vec::new()).await {
+                            return stop;
+                        }
+                    }
+                }
+                _ = self.engine.inner.cancel.cancelled() => return Stop::Shutdown,
+            }
+        }
+    }
+
+    async fn apply_request(&mut self, inbox_id: i64, event: Event) -> Option<Stop> {
+        if !self.delivered.insert(inbox_id) {
+            return None;
+        }
+        self.apply(event, vec![inbox_id]).await
+    }
+
+    /// Step, commit, act. `Some` when the actor must stop.
+    async fn apply(&mut self, event: Event, inbox: Vec<i64>) -> Option<Stop> {
+        let before = self.execution.clone();
+        let now = Utc::now().timestamp_millis();
+        let step = match interpreter::step(&self.definition, &mut self.execution, Envelope { now_ms: now, event }) {
+            Ok(step) => step,
+            Err(e) => {
+                // A late answer for abandoned work, or a request that does not fit the status:
+                // nothing changes, but a consumed request must still leave the inbox.
+                debug!(execution = %self.id, error = %e, "event ignored");
+                if inbox.is_empty() {
+                    return None;
+                }
+                Step::default()
+            }
+        };
+        let owner = &self.engine.inner.config.owner;
+        let transition = match transition(self.id, self.epoch, owner, &self.execution, &step, inbox) {
+            Ok(t) => t,
+            Err(e) => {
+                warn!(execution = %self.id, error = %e, "could not record a step; the execution stays as it was");
+                self.execution = before;
+                return None;
+            }
+        };
+        if let Err(stop) = self.commit(transition).await {
+            return Some(stop);
+        }
+        self.act(step.actions);
+        settled(self.execution.status).then_some(Stop::Settled)
+    }
+
+    /// Commit, riding out database outages; a lost lease ends the actor.
+    async fn commit(&self, transition: Transition) -> Result<(), Stop> {
+        let mut delay = Duration::from_millis(50);
+        let batch = [transition];
+        loop {
+            match self.engine.inner.store.commit(&batch).await {
+                Ok(()) => return Ok(()),
+                Err(StoreError::LeaseLost(_)) => return Err(Stop::LeaseLost),
+                Err(e) => {
+                    warn!(execution = %self.id, error = %e, retry_in = ?delay, "commit failed; retrying");
+                    tokio::select! {
+                        _ = tokio::time::sleep(delay) => {}
+                        _ = self.engine.inner.cancel.cancelled() => return Err(Stop::Shutdown),
+                    }
+                    delay = (delay * 2).min(Duration::from_secs(2));
+                }
+            }
+        }
+    }
+
+    /// Carry out the actions of a committed step.
+    fn act(&mut self, actions: Vec<Action>) {
+        for action in actions {
+            match action {
+                Action::Invoke(call) => {
+                    let invoker = self.engine.inner.invoker.clone();
+                    let tx = self.tx.clone();
+                    let id = call.id;
+                    debug!(execution = %self.id, state = %call.scope, attempt = call.attempt, "calling {}", call.resource);
+                    let handle = self.engine.inner.tracker.spawn(async move {
+                        let outcome = invoker.invoke(&call).await;
+                        let _ = tx.send(Msg::CallDone { id, outcome }).await;
+                    });
+                    self.calls.insert(id, handle);
+                }
+                Action::StartTimer { id, due_ms } => {
+                    self.timers.insert(id, due_ms);
+                }
+                Action::Abandon { id } => {
+                    self.timers.remove(&id);
+                    if let Some(call) = self.calls.remove(&id) {
+                        call.abort();
+                    }
+                }
+                Action::Finished { status } => {
+                    info!(execution = %self.id, %status, "execution settled");
+                    self.engine.announce(self.id, status);
+                }
+            }
+        }
+    }
+}
+
+/// The durable timers a step arms.
+pub(crate) fn timers_of(step: &Step) -> Vec<(WorkId, i64)> {
+    step.actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::StartTimer { id, due_ms } => Some((*id, *due_ms)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The store transition recording `step`, already applied to `execution`.
+pub(crate) fn transition(
+    id: Uuid,
+    epoch: i64,
+    owner: &str,
+    execution: &Execution,
+    step: &Step,
+    inbox_consumed: Vec<i64>,
+) -> Result<Transition, EngineError> {
+    let mut timers_added = Vec::new();
+    let mut timers_removed = Vec::new();
+    for action in &step.actions {
+        match action {
+            Action::StartTimer { id, due_ms } => timers_added.push(Timer {
+                work_id: *id,
+                due: DateTime::<Utc>::from_timestamp_millis(*due_ms).unwrap_or_else(Utc::now),
+            }),
+            Action::Abandon { id } => timers_removed.push(*id),
+            _ => {}
+        }
+    }
+    // A fired timer is consumed by the step that handled it.
+    for event in &step.history {
+        if let Some(Event::TimerFired { id }) = &event.cause {
+            timers_removed.push(*id);
+        }
+    }
+    let status = execution.status;
+    Ok(Transition {
+        execution_id: id,
+        epoch,
+        owner: owner.to_owned(),
+        events: step.history.clone(),
+        status,
+        snapshot: snapshot_of(execution)?,
+        output: execution.output.clone(),
+        error: execution.error.clone(),
+        cause: execution.cause.clone(),
+        timers_added,
+        timers_removed,
+        inbox_consumed,
+        release: settled(status) || status == Status::Pending,
+    })
+}

@@ -1,0 +1,455 @@
+//! The durable engine: owns executions through leases, drives the interpreter, commits every
+//! transition before acting on it, calls participants, and keeps timers durable.
+//!
+//! Each owned execution runs in its own actor task ([`actor`]); the engine's background
+//! loops claim executions that need an owner, renew leases, and deliver inbox requests.
+//!
+//! - [`actor`]: one execution: step, commit, act.
+//! - [`definitions`]: compiled definitions by id, and registration from files.
+
+pub mod actor;
+pub mod definitions;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use sagaflow_language::interpreter::{self, Envelope, Event, Execution, Start, Status};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use tokio::sync::{Mutex, mpsc, watch};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{debug, info, warn};
+use uuid::Uuid;
+
+pub use self::definitions::Definitions;
+use crate::invoker::Invoker;
+use crate::store::{Created, NewExecution, Store, StoreError};
+
+/// Settings of one engine (one replica).
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// This replica's name in leases; unique among replicas sharing a database.
+    pub owner: String,
+    /// How long a lease lasts without renewal; a dead replica's executions move on after it.
+    pub lease: Duration,
+    /// How often to look for executions that need an owner.
+    pub claim_interval: Duration,
+    /// Executions taken per claim.
+    pub claim_batch: u32,
+    /// How often to look for cancel, terminate and repair requests.
+    pub inbox_interval: Duration,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            owner: format!("sagaflow-{}", Uuid::now_v7().simple()),
+            lease: Duration::from_secs(15),
+            claim_interval: Duration::from_millis(500),
+            claim_batch: 64,
+            inbox_interval: Duration::from_millis(200),
+        }
+    }
+}
+
+/// Why an engine operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("definition \"{0}\" is not registered")]
+    UnknownDefinition(String),
+    #[error("definition \"{name}\" has no version {version}")]
+    UnknownVersion { name: String, version: u32 },
+    #[error("the stored definition {0} no longer compiles: {1}")]
+    BrokenDefinition(i64, String),
+    #[error("execution {0} does not exist")]
+    UnknownExecution(String),
+    #[error("\"{0}\" matches several executions; give more of the id")]
+    AmbiguousExecution(String),
+    #[error("{0}")]
+    InvalidRequest(String),
+    #[error("an execution already exists for this key with a different request: {0}")]
+    Conflict(Uuid),
+    #[error("the engine is shutting down")]
+    ShuttingDown,
+}
+
+/// A started (or found) execution.
+#[derive(Debug, Clone)]
+pub struct Started {
+    pub id: Uuid,
+    /// False when the id or idempotency key had already started an execution.
+    pub created: bool,
+}
+
+/// What the API asks the engine to start.
+#[derive(Debug, Clone)]
+pub struct StartRequest {
+    pub definition: String,
+    /// `None` for the latest version.
+    pub version: Option<u32>,
+    pub input: Value,
+    pub execution_id: Option<Uuid>,
+    pub idempotency_key: Option<String>,
+}
+
+/// A handle to a running engine; cheap to clone.
+#[derive(Clone)]
+pub struct Engine {
+    pub(crate) inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine").field("owner", &self.inner.config.owner).finish()
+    }
+}
+
+pub(crate) struct Inner {
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) invoker: Arc<dyn Invoker>,
+    pub(crate) definitions: Definitions,
+    pub(crate) config: EngineConfig,
+    /// Executions this replica owns: their actors' mailboxes and lease epochs.
+    pub(crate) actors: Mutex<HashMap<Uuid, actor::Handle>>,
+    /// Status watchers for `wait_for_completion`, by execution.
+    pub(crate) watchers: std::sync::Mutex<HashMap<Uuid, watch::Sender<Status>>>,
+    pub(crate) cancel: CancellationToken,
+    pub(crate) tracker: TaskTracker,
+}
+
+impl Engine {
+    pub fn new(store: Arc<dyn Store>, invoker: Arc<dyn Invoker>, config: EngineConfig) -> Self {
+        let definitions = Definitions::new(store.clone());
+        Engine {
+            inner: Arc::new(Inner {
+                store,
+                invoker,
+                definitions,
+                config,
+                actors: Mutex::new(HashMap::new()),
+                watchers: std::sync::Mutex::new(HashMap::new()),
+                cancel: CancellationToken::new(),
+                tracker: TaskTracker::new(),
+            }),
+        }
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.inner.store
+    }
+
+    pub fn definitions(&self) -> &Definitions {
+        &self.inner.definitions
+    }
+
+    pub fn owner(&self) -> &str {
+        &self.inner.config.owner
+    }
+
+    /// Start the background loops: claiming, lease renewal, inbox delivery.
+    pub fn spawn_loops(&self) {
+        let engine = self.clone();
+        self.inner.tracker.spawn(async move { engine.claim_loop().await });
+        let engine = self.clone();
+        self.inner.tracker.spawn(async move { engine.renew_loop().await });
+        let engine = self.clone();
+        self.inner.tracker.spawn(async move { engine.inbox_loop().await });
+    }
+
+    /// Stop: actors finish their current step, leases are released so another replica
+    /// continues at once, and every task is awaited.
+    pub async fn shutdown(&self) {
+        self.inner.cancel.cancel();
+        self.inner.tracker.close();
+        self.inner.tracker.wait().await;
+        let held: Vec<(Uuid, i64)> = {
+            let actors = self.inner.actors.lock().await;
+            actors.iter().map(|(id, h)| (*id, h.epoch)).collect()
+        };
+        if !held.is_empty()
+            && let Err(e) = self.inner.store.release(&self.inner.config.owner, &held).await
+        {
+            warn!(error = %e, "could not release leases on shutdown; they expire on their own");
+        }
+        info!(owner = %self.inner.config.owner, released = held.len(), "engine stopped");
+    }
+
+    /// Start an execution, or find the one this id or idempotency key already started.
+    pub async fn start(&self, request: StartRequest) -> Result<Started, EngineError> {
+        if self.inner.cancel.is_cancelled() {
+            return Err(EngineError::ShuttingDown);
+        }
+        let record = self.inner.definitions.record(&request.definition, request.version).await?;
+        let definition = self.inner.definitions.compiled(record.id).await?;
+        let id = request.execution_id.unwrap_or_else(Uuid::now_v7);
+        let request_hash = request_hash(&record.name, &request.input);
+        let mut execution = Execution::new();
+        let start = Start {
+            execution_id: id.to_string(),
+            execution_name: id.to_string(),
+            state_machine_id: format!("{}:{}", record.name, record.version),
+            state_machine_name: record.name.clone(),
+            input: request.input.clone(),
+            seed: rand::random(),
+            redrive_count: 0,
+        };
+        let now = Utc::now().timestamp_millis();
+        let step = interpreter::step(&definition, &mut execution, Envelope { now_ms: now, event: Event::Started(start) })
+            .map_err(|e| EngineError::InvalidRequest(e.to_string()))?;
+        let first = actor::transition(id, 1, &self.inner.config.owner, &execution, &step, Vec::new())?;
+        let new = NewExecution {
+            id,
+            definition_id: record.id,
+            input: request.input,
+            idempotency_key: request.idempotency_key,
+            request_hash,
+            owner: self.inner.config.owner.clone(),
+            lease: self.inner.config.lease,
+        };
+        match self.inner.store.create_execution(new, first).await? {
+            Created::New { epoch } => {
+                debug!(execution = %id, definition = %record.name, "started");
+                let timers = actor::timers_of(&step);
+                self.spawn_actor(id, epoch, definition, execution, timers, step.actions, Vec::new()).await;
+                Ok(Started { id, created: true })
+            }
+            Created::Existing { id, same_request: true } => Ok(Started { id, created: false }),
+            Created::Existing { id, same_request: false } => Err(EngineError::Conflict(id)),
+        }
+    }
+
+    /// Wait until the execution reaches a terminal status (or parks in COMPENSATION_STUCK),
+    /// or `limit` passes; returns the status then.
+    pub async fn wait(&self, id: Uuid, limit: Duration) -> Result<Status, EngineError> {
+        let deadline = tokio::time::Instant::now() + limit;
+        let mut receiver = self.watch(id);
+        let mut poll = Duration::from_millis(20);
+        loop {
+            let record =
+                self.inner.store.get_execution(id).await?.ok_or_else(|| EngineError::UnknownExecution(id.to_string()))?;
+            if settled(record.status) {
+                return Ok(record.status);
+            }
+            let now = tokio::time::Instant::now();
+            if now >= deadline {
+                return Ok(record.status);
+            }
+            // A local actor announces the end at once; another replica's is seen by polling.
+            let wake = (now + poll).min(deadline);
+            tokio::select! {
+                changed = receiver.changed() => {
+                    if changed.is_ok() && settled(*receiver.borrow()) {
+                        continue;
+                    }
+                }
+                _ = tokio::time::sleep_until(wake) => {}
+                _ = self.inner.cancel.cancelled() => return Err(EngineError::ShuttingDown),
+            }
+            poll = (poll * 2).min(Duration::from_millis(250));
+        }
+    }
+
+    fn watch(&self, id: Uuid) -> watch::Receiver<Status> {
+        let mut watchers = self.inner.watchers.lock().unwrap_or_else(|e| e.into_inner());
+        watchers.entry(id).or_insert_with(|| watch::channel(Status::Running).0).subscribe()
+    }
+
+    /// Resolve a full id or a unique prefix of one.
+    pub async fn resolve(&self, id_or_prefix: &str) -> Result<Uuid, EngineError> {
+        let text = id_or_prefix.trim().to_ascii_lowercase();
+        if let Ok(id) = Uuid::parse_str(&text) {
+            return Ok(id);
+        }
+        if text.is_empty() || !text.chars().all(|c| c.is_ascii_hexdigit() || c == '-') {
+            return Err(EngineError::InvalidRequest(format!(
+                "\"{id_or_prefix}\" is not an execution id or a prefix of one (hex digits and dashes)"
+            )));
+        }
+        let found = self.inner.store.find_by_prefix(&text, 2).await?;
+        match found.as_slice() {
+            [id] => Ok(*id),
+            [] => Err(EngineError::UnknownExecution(id_or_prefix.to_owned())),
+            _ => Err(EngineError::AmbiguousExecution(id_or_prefix.to_owned())),
+        }
+    }
+
+    /// Queue an outside event (cancel, terminate, repair) for whoever owns the execution,
+    /// and deliver it at once when that is this replica.
+    pub async fn request(&self, id: Uuid, event: Event) -> Result<(), EngineError> {
+        let request = serde_json::to_value(&event).map_err(|e| EngineError::InvalidRequest(e.to_string()))?;
+        let inbox_id = self.inner.store.post_request(id, request).await?;
+        let actors = self.inner.actors.lock().await;
+        if let Some(handle) = actors.get(&id) {
+            let _ = handle.tx.try_send(actor::Msg::Request { inbox_id, event });
+        }
+        Ok(())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn spawn_actor(
+        &self,
+        id: Uuid,
+        epoch: i64,
+        definition: Arc<sagaflow_language::Definition>,
+        execution: Execution,
+        timers: Vec<(u64, i64)>,
+        actions: Vec<interpreter::Action>,
+        inbox: Vec<(i64, Event)>,
+    ) {
+        let (tx, rx) = mpsc::channel(1024);
+        {
+            let mut actors = self.inner.actors.lock().await;
+            if actors.contains_key(&id) {
+                return;
+            }
+            actors.insert(id, actor::Handle { tx: tx.clone(), epoch });
+        }
+        let state = actor::Actor {
+            engine: self.clone(),
+            id,
+            epoch,
+            definition,
+            execution,
+            tx,
+            rx,
+            timers: timers.into_iter().collect(),
+            calls: HashMap::new(),
+            delivered: Default::default(),
+        };
+        self.inner.tracker.spawn(state.run(actions, inbox));
+    }
+
+    pub(crate) fn announce(&self, id: Uuid, status: Status) {
+        let watchers = self.inner.watchers.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(sender) = watchers.get(&id) {
+            sender.send_replace(status);
+        }
+    }
+
+    pub(crate) fn forget_watcher(&self, id: Uuid) {
+        let mut watchers = self.inner.watchers.lock().unwrap_or_else(|e| e.into_inner());
+        if watchers.get(&id).is_some_and(|w| w.receiver_count() == 0) {
+            watchers.remove(&id);
+        }
+    }
+
+    async fn claim_loop(self) {
+        let mut interval = tokio::time::interval(self.inner.config.claim_interval);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = interval.tick() => {}
+                _ = self.inner.cancel.cancelled() => return,
+            }
+            match self.inner.store.claim(&self.inner.config.owner, self.inner.config.lease, self.inner.config.claim_batch).await {
+                Ok(claimed) => {
+                    for c in claimed {
+                        if let Err(e) = self.adopt(c).await {
+                            warn!(error = %e, "could not take over an execution");
+                        }
+                    }
+                }
+                Err(e) => warn!(error = %e, "claiming executions failed; retrying"),
+            }
+        }
+    }
+
+    /// Continue an execution this replica just claimed: rebuild its state from the
+    /// snapshot, re-issue its outstanding calls (same idempotency keys) and timers.
+    async fn adopt(&self, claimed: crate::store::Claimed) -> Result<(), EngineError> {
+        let id = claimed.record.id;
+        let definition = self.inner.definitions.compiled(claimed.record.definition_id).await?;
+        let execution: Execution = serde_json::from_value(claimed.record.snapshot.clone())
+            .map_err(|e| EngineError::Store(StoreError::Corrupt(format!("snapshot of {id}: {e}"))))?;
+        info!(execution = %id, epoch = claimed.epoch, status = %claimed.record.status, "took over execution");
+        let actions: Vec<interpreter::Action> =
+            execution.outstanding().into_iter().filter(|a| matches!(a, interpreter::Action::Invoke(_))).collect();
+        let timers = claimed.timers.iter().map(|t| (t.work_id, t.due.timestamp_millis())).collect();
+        let inbox = claimed
+            .inbox
+            .into_iter()
+            .filter_map(|item| serde_json::from_value::<Event>(item.request).ok().map(|e| (item.id, e)))
+            .collect();
+        self.spawn_actor(id, claimed.epoch, definition, execution, timers, actions, inbox).await;
+        Ok(())
+    }
+
+    async fn renew_loop(self) {
+        let period = self.inner.config.lease / 3;
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(period) => {}
+                _ = self.inner.cancel.cancelled() => return,
+            }
+            let held: Vec<(Uuid, i64)> = {
+                let actors = self.inner.actors.lock().await;
+                actors.iter().map(|(id, h)| (*id, h.epoch)).collect()
+            };
+            if held.is_empty() {
+                continue;
+            }
+            match self.inner.store.renew(&self.inner.config.owner, &held, self.inner.config.lease).await {
+                Ok(lost) => {
+                    let actors = self.inner.actors.lock().await;
+                    for id in lost {
+                        warn!(execution = %id, "lease lost; another replica continues this execution");
+                        if let Some(handle) = actors.get(&id) {
+                            let _ = handle.tx.try_send(actor::Msg::LeaseLost);
+                        }
+                    }
+                }
+                Err(e) => warn!(error = %e, "renewing leases failed; retrying"),
+            }
+        }
+    }
+
+    async fn inbox_loop(self) {
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(self.inner.config.inbox_interval) => {}
+                _ = self.inner.cancel.cancelled() => return,
+            }
+            let items = match self.inner.store.take_inbox(&self.inner.config.owner).await {
+                Ok(items) => items,
+                Err(e) => {
+                    warn!(error = %e, "reading the inbox failed; retrying");
+                    continue;
+                }
+            };
+            let actors = self.inner.actors.lock().await;
+            for item in items {
+                let Ok(event) = serde_json::from_value::<Event>(item.request.clone()) else {
+                    warn!(inbox = item.id, "unreadable inbox request ignored");
+                    continue;
+                };
+                if let Some(handle) = actors.get(&item.execution_id) {
+                    let _ = handle.tx.try_send(actor::Msg::Request { inbox_id: item.id, event });
+                }
+            }
+        }
+    }
+}
+
+/// Terminal, or parked for an operator.
+pub fn settled(status: Status) -> bool {
+    status.is_terminal() || status == Status::CompensationStuck
+}
+
+/// Identifies a start request: the same definition name and input hash the same.
+pub fn request_hash(definition: &str, input: &Value) -> String {
+    let mut hasher = Sha256::new();
+    hasher.update(definition.as_bytes());
+    hasher.update([0]);
+    hasher.update(serde_json::to_vec(input).unwrap_or_default());
+    hex::encode(hasher.finalize())
+}
+
+/// The stored form of an execution's state.
+pub(crate) fn snapshot_of(execution: &Execution) -> Result<Value, EngineError> {
+    serde_json::to_value(execution).map_err(|e| EngineError::Store(StoreError::Corrupt(e.to_string())))
+}
