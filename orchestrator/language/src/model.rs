@@ -334,7 +334,7 @@ pub enum Operand {
 pub enum WaitState {
     Seconds(u64),
     SecondsPath(ReferencePath),
-    /// Validated RFC 3339 timestamp, kept as written.
+    /// A timestamp that parses as ISO-8601 (Java's ISO_OFFSET_DATE_TIME rules), kept as written.
     Timestamp(String),
     TimestampPath(ReferencePath),
 }

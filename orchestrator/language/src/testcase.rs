@@ -57,7 +57,8 @@ pub struct Expected {
     pub error_json: Option<Value>,
     #[serde(default)]
     pub cause_json: Option<Value>,
-    /// Saga extension: the states whose compensations ran, in the order they ran.
+    /// Saga extension: the states whose compensations ran, in the order of their first
+    /// attempts (retries are not repeated).
     #[serde(default)]
     pub compensations: Option<Vec<String>>,
     /// Saga extension: the states whose forward calls were made, in order (retries repeat).
@@ -245,10 +246,14 @@ impl TestCase {
         let mut problems = Vec::new();
         let expected_status = self.expected.status.to_ascii_uppercase();
         if outcome.status.as_str() != expected_status {
-            problems.push(format!(
-                "status: expected {expected_status}, got {} (error {:?}, cause {:?})",
-                outcome.status, outcome.error, outcome.cause
-            ));
+            let mut got = outcome.status.as_str().to_owned();
+            if let Some(error) = &outcome.error {
+                got.push_str(&format!(" with {error}"));
+            }
+            if let Some(cause) = &outcome.cause {
+                got.push_str(&format!(": {cause}"));
+            }
+            problems.push(format!("status: expected {expected_status}, got {got}"));
         }
         let ignored = |pointer: &str| {
             self.ignore_paths
@@ -549,18 +554,18 @@ pub mod suite {
         };
         let cases: Vec<TestCase> = match serde_json::from_str::<serde_json::Value>(&text) {
             Ok(serde_json::Value::Array(items)) => {
-                match items
-                    .into_iter()
-                    .map(serde_json::from_value)
-                    .collect::<Result<_, _>>()
-                {
-                    Ok(cases) => cases,
-                    Err(e) => return vec![broken(file, format!("not a test case: {e}"))],
+                let mut cases = Vec::new();
+                for (i, item) in items.into_iter().enumerate() {
+                    match serde_json::from_value(item.clone()) {
+                        Ok(case) => cases.push(case),
+                        Err(e) => return vec![broken(file, format!("case #{}: {}", i + 1, explain(&item, e)))],
+                    }
                 }
+                cases
             }
-            Ok(value) => match serde_json::from_value(value) {
+            Ok(value) => match serde_json::from_value(value.clone()) {
                 Ok(case) => vec![case],
-                Err(e) => return vec![broken(file, format!("not a test case: {e}"))],
+                Err(e) => return vec![broken(file, format!("not a test case: {}", explain(&value, e)))],
             },
             Err(e) => return vec![broken(file, format!("not JSON: {e}"))],
         };
@@ -611,6 +616,22 @@ pub mod suite {
             Ok(compiled) => result(case.check(&compiled.definition)),
             Err(diagnostics) => result(Err(CaseFailure::Invalid(diagnostics))),
         }
+    }
+
+    /// Say which stub is malformed instead of serde's "did not match any variant".
+    fn explain(case: &serde_json::Value, error: serde_json::Error) -> String {
+        let name = case.get("name").and_then(|n| n.as_str()).unwrap_or("(unnamed)");
+        if let Some(tasks) = case.get("tasks").and_then(|t| t.as_object()) {
+            for (key, stub) in tasks {
+                if serde_json::from_value::<super::Stub>(stub.clone()).is_err() {
+                    return format!(
+                        "case \"{name}\": tasks.\"{key}\" is not a stub; use \"echo\", \"timeout\", \
+                         {{\"return\": VALUE}}, {{\"raise\": {{\"error\": NAME, \"cause\": TEXT}}}}, or a list of these"
+                    );
+                }
+            }
+        }
+        format!("case \"{name}\": {error}")
     }
 
     fn broken(file: &Path, message: String) -> CaseResult {

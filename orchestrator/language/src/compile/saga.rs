@@ -16,27 +16,26 @@
 //!    a Map processor is one pivot per item, not several on one path, so it is allowed.
 //! 2. `compensatable-after-pivot` (error): a compensatable Task after a pivot. Past the point
 //!    of no return the saga only moves forward, so nothing there is ever compensated.
-//! 3. `not-retriable-after-pivot` (error): any other Task after a pivot that is neither
-//!    `SagaRole: retriable` nor absorbs failures.
+//! 3. `not-retriable-after-pivot` (error): any other Task after a pivot that does not absorb
+//!    failures — a `SagaRole: retriable` declaration alone is not enough, the Retry must exist.
 //! 4. `catch-skips-compensation` (warning): a Catch on state S routes to C, C can reach a
 //!    successful end of the execution, and some compensatable step may have completed before
 //!    the failure: a compensatable Task or holder from which S is reachable through a success
 //!    transition and then any transitions; a compensatable Task nested in S (completed
-//!    branches or iterations); S itself when it is a compensatable Task and the Catch handles
-//!    `States.ALL` or `States.Timeout` (an unknown outcome pushes its compensation); or one
+//!    branches or iterations); S itself when it is a compensatable Task (almost any error can
+//!    come with an unknown outcome, which pushes its compensation); or one
 //!    before the enclosing Parallel/Map state. A successful end is a Succeed state or
 //!    `End: true` at the top level; inside a branch or processor, such an end counts when the
 //!    enclosing state can itself go on to a successful end. The definition says it handles
 //!    the failure by ending the route in a Fail state instead (which compensates).
 //!
 //! `compensatable-without-compensation`, `saga-role-conflict`, `no-saga-role` and
-//! `retriable-without-retry` concern one Task alone and are reported in `states`.
+//! `retriable-without-retry` concern one Task alone and are reported in `task`.
 
 use std::collections::VecDeque;
 
 use super::Ctx;
 use super::states::{EdgeKind, MachineSk, StateSk};
-use crate::errors;
 use crate::model::SagaRole;
 
 pub(crate) fn check(ctx: &mut Ctx<'_>, top: &MachineSk) {
@@ -175,8 +174,16 @@ fn machine<'m>(ctx: &mut Ctx<'_>, machine: &'m MachineSk, outer: Outer<'m>) {
                      a Retry) or move it before the pivot"
                 ),
             ),
-            Some(SagaRole::Retriable) => {}
             _ if task.absorbs_failures => {}
+            Some(SagaRole::Retriable) => ctx.error_key(
+                "not-retriable-after-pivot",
+                &state.loc,
+                format!(
+                    "task \"{name}\" is declared retriable and runs after pivot \"{earlier}\", but no \
+                     Retry handles States.ALL or States.TaskFailed with MaxAttempts > 0, so it can \
+                     still fail where the saga can no longer roll back; add such a Retry"
+                ),
+            ),
             _ => ctx.error_key(
                 "not-retriable-after-pivot",
                 &state.loc,
@@ -228,10 +235,10 @@ fn machine<'m>(ctx: &mut Ctx<'_>, machine: &'m MachineSk, outer: Outer<'m>) {
             if !can_succeed[c] {
                 continue;
             }
-            let unknown_outcome = edge
-                .errors
-                .iter()
-                .any(|e| e == errors::ALL || e == errors::TIMEOUT);
+            // Nearly any error (a timeout, Grpc.Unavailable after sending, Grpc.Internal...)
+            // may come with an unknown outcome, which owes the task's own compensation; only a
+            // catch of nothing but business names could be sure it did not apply.
+            let unknown_outcome = !edge.errors.is_empty();
             let own =
                 (role(state) == Some(SagaRole::Compensatable) && unknown_outcome).then_some(*name);
             let nested = state

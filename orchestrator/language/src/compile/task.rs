@@ -80,8 +80,7 @@ impl Compiler<'_, '_> {
                     .iter()
                     .any(|e| e == errors::ALL || e == errors::TASK_FAILED)
         });
-        let grpc = resource_ok && resource.is_some_and(|r| r.starts_with("grpc://"));
-        if grpc && role.is_none() && !object.contains_key("SagaRole") {
+        if resource_ok && role.is_none() && !object.contains_key("SagaRole") {
             self.ctx.warn_key(
                 "no-saga-role",
                 at,

@@ -6,6 +6,7 @@
 //! It never reads a clock or a random source: randomness is drawn from a seed fixed at start
 //! and the event's sequence number, so replaying a history reproduces every action.
 //!
+//! # Layout
 //! - [`execution`]: the serializable execution state (threads, cursors, pending work).
 //! - [`run`]: state handlers, data flow (paths, templates), Retry and Catch.
 //! - [`saga`]: the compensation ledger and the reverse-order rollback.
@@ -30,6 +31,8 @@ use crate::model::Definition;
 
 /// Largest input, output or task result, in bytes of compact JSON (as in Step Functions).
 pub const PAYLOAD_LIMIT_BYTES: usize = 256 * 1024;
+/// Most history events an execution may reach before it fails (as in Step Functions).
+pub const HISTORY_EVENT_LIMIT: u64 = 25_000;
 /// Default per-attempt timeout of a Task or compensation without `TimeoutSeconds`.
 pub const DEFAULT_TASK_TIMEOUT_SECONDS: u64 = 60;
 
@@ -105,7 +108,7 @@ pub struct Envelope {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Call {
     pub id: WorkId,
-    /// The state's name, and its scoped path (`Fanout[1].Charge`) for display.
+    /// The state's name, and its scoped path (`Fanout#1[1].Charge`: state, visit, slot).
     pub state: String,
     pub scope: String,
     pub resource: String,

@@ -539,7 +539,7 @@ impl Runner<'_> {
         self.record(
             EventKind::ExecutionStarted,
             None,
-            json!({ "input": input, "definition": self.ex.execution_id }),
+            json!({ "input": input, "stateMachine": self.ctx["StateMachine"]["Name"] }),
             Some(Event::Started(start)),
         );
         self.ex.threads.insert(
@@ -600,6 +600,9 @@ impl Runner<'_> {
     // ---------------------------------------------------------------- states
 
     fn enter(&mut self, thread: ThreadId, name: String, raw_input: Value) {
+        if self.ex.last_event_id >= super::HISTORY_EVENT_LIMIT {
+            return self.history_full();
+        }
         let def = self.def;
         let steps = self.thread(thread).machine.clone();
         let machine = machine_of(def, &steps);
@@ -1127,7 +1130,16 @@ impl Runner<'_> {
                     json!({ "callId": id }),
                     Some(record),
                 );
-                if over_limit(&output) {
+                let too_large = over_limit(&output);
+                // The participant applied the call whatever its answer's size: the
+                // compensation is owed before anything else can fail (an answer too large
+                // to keep is handed to it as null).
+                if task.compensate.is_some() {
+                    let key = self.idempotency_key(thread, &visit);
+                    let kept = (!too_large).then(|| output.clone());
+                    self.push_ledger(thread, &visit, scope, key, kept);
+                }
+                if too_large {
                     let failure = Failure::new(
                         errors::DATA_LIMIT_EXCEEDED,
                         format!(
@@ -1142,10 +1154,6 @@ impl Runner<'_> {
                             cause: failure.cause,
                         },
                     );
-                }
-                if task.compensate.is_some() {
-                    let key = self.idempotency_key(thread, &visit);
-                    self.push_ledger(thread, &visit, scope, key, Some(output.clone()));
                 }
                 if let Err(failure) = self.finish_state(
                     thread,
@@ -1956,6 +1964,23 @@ impl Runner<'_> {
         }
     }
 
+    /// The history reached its limit: no new state starts; the execution fails and
+    /// compensates (compensation events may go past the limit, so what is owed is paid).
+    fn history_full(&mut self) {
+        if self.ex.status != Status::Running {
+            return;
+        }
+        self.queue.clear();
+        self.abort_thread(0);
+        self.fail_execution(Failure::new(
+            errors::DATA_LIMIT_EXCEEDED,
+            format!(
+                "The execution history reached its limit of {} events; split the work into smaller executions.",
+                super::HISTORY_EVENT_LIMIT
+            ),
+        ));
+    }
+
     fn on_execution_timeout(&mut self) {
         self.ex.timeout_timer = None;
         if self.ex.status != Status::Running {
@@ -2014,7 +2039,8 @@ fn exited_kind(kind: &StateKind) -> EventKind {
         StateKind::Succeed => EventKind::SucceedStateExited,
         StateKind::Parallel(_) => EventKind::ParallelStateExited,
         StateKind::Map(_) => EventKind::MapStateExited,
-        StateKind::Fail(_) => EventKind::FailStateEntered,
+        // A Fail state never exits: the failure ends its thread.
+        StateKind::Fail(_) => unreachable!("Fail states do not exit"),
     }
 }
 

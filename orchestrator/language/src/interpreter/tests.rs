@@ -625,3 +625,33 @@ fn a_deterministic_failure_cannot_be_redriven() {
     assert_eq!(outcome.status, Status::Failed);
     assert!(!outcome.execution.can_redrive());
 }
+
+#[test]
+fn an_oversized_answer_still_owes_its_compensation() {
+    let def = three_steps();
+    let big = "x".repeat(PAYLOAD_LIMIT_BYTES + 10);
+    let outcome = run(&def, |c, _| {
+        if c.state == "B" && c.compensates.is_none() { TaskOutcome::Succeed(json!({ "blob": big })) } else { ok(c) }
+    });
+    assert_eq!(outcome.error.as_deref(), Some("States.DataLimitExceeded"));
+    assert_eq!(compensations(&outcome), vec!["B", "A"]);
+    let undo_b = outcome.calls.iter().find(|c| c.compensates.is_some() && c.state == "B").expect("B undone");
+    assert_eq!(undo_b.input["result"], Value::Null);
+}
+
+#[test]
+fn a_history_that_reaches_its_limit_fails_and_compensates() {
+    let def = definition(json!({
+        "StartAt": "A",
+        "States": {
+            "A": task("grpc://p/s.v1.S/A", Some("Loop"), true),
+            "Loop": { "Type": "Pass", "Next": "Loop2" },
+            "Loop2": { "Type": "Pass", "Next": "Loop" }
+        }
+    }));
+    let outcome = run(&def, |c, _| ok(c));
+    assert_eq!(outcome.status, Status::Compensated);
+    assert_eq!(outcome.error.as_deref(), Some("States.DataLimitExceeded"));
+    assert_eq!(compensations(&outcome), vec!["A"]);
+    assert!(outcome.history.len() as u64 <= HISTORY_EVENT_LIMIT + 10);
+}
