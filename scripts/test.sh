@@ -12,4 +12,6 @@ if [ -z "${DATABASE_URL:-}" ]; then
 fi
 echo "test database: ${DATABASE_URL}"
 
+# The end-to-end tests start the real binaries: build them first.
+cargo build --workspace --bins --locked
 cargo test --workspace --locked "$@"

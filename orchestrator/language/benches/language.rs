@@ -12,11 +12,7 @@ use serde_json::{Value, json};
 fn large_definition(states: usize) -> String {
     let mut map = serde_json::Map::new();
     for i in 0..states {
-        let next = if i + 1 < states {
-            format!("S{}", i + 1)
-        } else {
-            "Done".into()
-        };
+        let next = if i + 1 < states { format!("S{}", i + 1) } else { "Done".into() };
         let state = match i % 4 {
             0 => json!({
                 "Type": "Task",
@@ -48,23 +44,16 @@ fn large_definition(states: usize) -> String {
         map.insert(format!("S{i}"), state);
     }
     map.insert("Done".into(), json!({ "Type": "Succeed" }));
-    map.insert(
-        "Failed".into(),
-        json!({ "Type": "Fail", "Error": "Bench.Failed" }),
-    );
+    map.insert("Failed".into(), json!({ "Type": "Fail", "Error": "Bench.Failed" }));
     serde_json::to_string_pretty(&json!({ "StartAt": "S0", "States": map })).expect("serializable")
 }
 
 fn bench_compile(c: &mut Criterion) {
     let text = large_definition(500);
     assert!(compile(&text).is_ok(), "the benchmark definition is valid");
-    c.bench_function("compile 500-state definition", |b| {
-        b.iter(|| compile(std::hint::black_box(&text)))
-    });
+    c.bench_function("compile 500-state definition", |b| b.iter(|| compile(std::hint::black_box(&text))));
     let order = include_str!("../../../saga-definitions/order.asl.json");
-    c.bench_function("compile order saga", |b| {
-        b.iter(|| compile(std::hint::black_box(order)))
-    });
+    c.bench_function("compile order saga", |b| b.iter(|| compile(std::hint::black_box(order))));
 }
 
 fn bench_step(c: &mut Criterion) {
@@ -85,15 +74,7 @@ fn bench_step(c: &mut Criterion) {
         seed: 1,
         redrive_count: 0,
     };
-    let first = step(
-        &def,
-        &mut ex,
-        Envelope {
-            now_ms: 1,
-            event: Event::Started(start),
-        },
-    )
-    .expect("starts");
+    let first = step(&def, &mut ex, Envelope { now_ms: 1, event: Event::Started(start) }).expect("starts");
     let call_id = first
         .actions
         .iter()
@@ -108,13 +89,7 @@ fn bench_step(c: &mut Criterion) {
             || {
                 (
                     ex.clone(),
-                    Envelope {
-                        now_ms: 2,
-                        event: Event::TaskSucceeded {
-                            id: call_id,
-                            output: answer.clone(),
-                        },
-                    },
+                    Envelope { now_ms: 2, event: Event::TaskSucceeded { id: call_id, output: answer.clone() } },
                 )
             },
             // Return the execution too, so dropping it is not timed.

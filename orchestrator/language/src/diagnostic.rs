@@ -35,10 +35,7 @@ impl Diagnostic {
 
     /// Human form: `file:line:col pointer: message`, with `warning: ` for warnings.
     pub fn display_in<'a>(&'a self, file: &'a str) -> impl fmt::Display + 'a {
-        DisplayIn {
-            diagnostic: self,
-            file,
-        }
+        DisplayIn { diagnostic: self, file }
     }
 }
 

@@ -6,20 +6,14 @@ use std::collections::{BTreeMap, VecDeque};
 
 use serde_json::Value;
 
-use crate::interpreter::{
-    self, Action, Call, Envelope, Event, Execution, HistoryEvent, Start, Status, WorkId,
-};
+use crate::interpreter::{self, Action, Call, Envelope, Event, Execution, HistoryEvent, Start, Status, WorkId};
 use crate::model::Definition;
 
 /// How a stubbed call answers.
 #[derive(Debug, Clone, PartialEq)]
 pub enum TaskOutcome {
     Succeed(Value),
-    Fail {
-        error: String,
-        cause: Option<String>,
-        outcome_unknown: bool,
-    },
+    Fail { error: String, cause: Option<String>, outcome_unknown: bool },
 }
 
 /// Answers task and compensation calls for the driver.
@@ -121,20 +115,10 @@ pub fn run(
             match action {
                 Action::Invoke(call) => {
                     let answer = match handler.call(&call, now) {
-                        TaskOutcome::Succeed(output) => Event::TaskSucceeded {
-                            id: call.id,
-                            output,
-                        },
-                        TaskOutcome::Fail {
-                            error,
-                            cause,
-                            outcome_unknown,
-                        } => Event::TaskFailed {
-                            id: call.id,
-                            error,
-                            cause,
-                            outcome_unknown,
-                        },
+                        TaskOutcome::Succeed(output) => Event::TaskSucceeded { id: call.id, output },
+                        TaskOutcome::Fail { error, cause, outcome_unknown } => {
+                            Event::TaskFailed { id: call.id, error, cause, outcome_unknown }
+                        }
                     };
                     calls.push(call);
                     inbox.push_back(answer);

@@ -50,9 +50,9 @@ pub fn matches(error_equals: &[String], error: &str, from_task: bool) -> bool {
     if is_terminal(error) {
         return false;
     }
-    error_equals.iter().any(|name| {
-        name == error || name == ALL || (name == TASK_FAILED && from_task && error != TIMEOUT)
-    })
+    error_equals
+        .iter()
+        .any(|name| name == error || name == ALL || (name == TASK_FAILED && from_task && error != TIMEOUT))
 }
 
 #[cfg(test)]

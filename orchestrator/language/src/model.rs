@@ -124,8 +124,7 @@ pub struct TaskState {
 impl TaskState {
     /// The role after defaults: `compensatable` when a compensation is declared.
     pub fn effective_role(&self) -> Option<SagaRole> {
-        self.saga_role
-            .or(self.compensate.as_ref().map(|_| SagaRole::Compensatable))
+        self.saga_role.or(self.compensate.as_ref().map(|_| SagaRole::Compensatable))
     }
 }
 
@@ -213,11 +212,7 @@ pub enum ChoiceRule {
     And(Vec<ChoiceRule>),
     Or(Vec<ChoiceRule>),
     Not(Box<ChoiceRule>),
-    Compare {
-        variable: Path,
-        operator: Operator,
-        operand: Operand,
-    },
+    Compare { variable: Path, operator: Operator, operand: Operand },
 }
 
 /// The comparison of a data-test expression (without its `Path` suffix).

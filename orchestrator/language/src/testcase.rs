@@ -148,10 +148,7 @@ pub struct Stubs<'a> {
 
 impl<'a> Stubs<'a> {
     pub fn new(tasks: &'a BTreeMap<String, Stub>) -> Self {
-        Stubs {
-            tasks,
-            invocations: BTreeMap::new(),
-        }
+        Stubs { tasks, invocations: BTreeMap::new() }
     }
 }
 
@@ -160,11 +157,7 @@ impl TaskHandler for Stubs<'_> {
         let key = if call.compensates.is_some() {
             // A compensation may be stubbed by "<State>.compensate" or by its resource.
             let by_state = format!("{}.compensate", call.state);
-            if self.tasks.contains_key(&by_state) {
-                by_state
-            } else {
-                call.resource.clone()
-            }
+            if self.tasks.contains_key(&by_state) { by_state } else { call.resource.clone() }
         } else if self.tasks.contains_key(&call.state) {
             call.state.clone()
         } else {
@@ -182,10 +175,7 @@ impl TaskHandler for Stubs<'_> {
             }
             return TaskOutcome::Fail {
                 error: "Sagaflow.NoStub".into(),
-                cause: Some(format!(
-                    "no stub for state '{}' or resource '{}'",
-                    call.state, call.resource
-                )),
+                cause: Some(format!("no stub for state '{}' or resource '{}'", call.state, call.resource)),
                 outcome_unknown: false,
             };
         };
@@ -204,9 +194,7 @@ fn answer(stub: &Stub, n: usize, call: &Call) -> TaskOutcome {
         },
         Stub::Named(other) => TaskOutcome::Fail {
             error: "Sagaflow.NoStub".into(),
-            cause: Some(format!(
-                "unknown stub \"{other}\" (use \"echo\", \"timeout\", or an object)"
-            )),
+            cause: Some(format!("unknown stub \"{other}\" (use \"echo\", \"timeout\", or an object)")),
             outcome_unknown: false,
         },
         Stub::Sequence(list) => match list.get(n - 1).or(list.last()) {
@@ -219,11 +207,7 @@ fn answer(stub: &Stub, n: usize, call: &Call) -> TaskOutcome {
                 Some(causes) => causes.get(n - 1).or(causes.last()).cloned(),
                 None => r.cause.clone(),
             };
-            TaskOutcome::Fail {
-                error: r.error.clone(),
-                cause,
-                outcome_unknown: false,
-            }
+            TaskOutcome::Fail { error: r.error.clone(), cause, outcome_unknown: false }
         }
     }
 }
@@ -236,13 +220,8 @@ impl TestCase {
     /// Run the case against `definition` (already compiled) and compare.
     pub fn check(&self, definition: &Definition) -> Result<(), CaseFailure> {
         let mut stubs = Stubs::new(&self.tasks);
-        let outcome = driver::run(
-            definition,
-            self.input.clone(),
-            &mut stubs,
-            &Options::default(),
-        )
-        .map_err(|e| CaseFailure::Run(e.to_string()))?;
+        let outcome = driver::run(definition, self.input.clone(), &mut stubs, &Options::default())
+            .map_err(|e| CaseFailure::Run(e.to_string()))?;
         let mut problems = Vec::new();
         let expected_status = self.expected.status.to_ascii_uppercase();
         if outcome.status.as_str() != expected_status {
@@ -255,11 +234,8 @@ impl TestCase {
             }
             problems.push(format!("status: expected {expected_status}, got {got}"));
         }
-        let ignored = |pointer: &str| {
-            self.ignore_paths
-                .iter()
-                .any(|p| pointer == p || pointer.starts_with(&format!("{p}/")))
-        };
+        let ignored =
+            |pointer: &str| self.ignore_paths.iter().any(|p| pointer == p || pointer.starts_with(&format!("{p}/")));
         if outcome.status == Status::Succeeded || expected_status == "SUCCEEDED" {
             if let Some(expected) = &self.expected.output {
                 let actual = outcome.output.clone().unwrap_or(Value::Null);
@@ -286,18 +262,12 @@ impl TestCase {
         if let Some(expected) = &self.expected.compensations {
             let actual: Vec<String> = first_attempts(&outcome.calls, true);
             if &actual != expected {
-                problems.push(format!(
-                    "compensations: expected {expected:?}, got {actual:?}"
-                ));
+                problems.push(format!("compensations: expected {expected:?}, got {actual:?}"));
             }
         }
         if let Some(expected) = &self.expected.calls {
-            let actual: Vec<String> = outcome
-                .calls
-                .iter()
-                .filter(|c| c.compensates.is_none())
-                .map(|c| c.state.clone())
-                .collect();
+            let actual: Vec<String> =
+                outcome.calls.iter().filter(|c| c.compensates.is_none()).map(|c| c.state.clone()).collect();
             if &actual != expected {
                 problems.push(format!("calls: expected {expected:?}, got {actual:?}"));
             }
@@ -317,12 +287,8 @@ impl TestCase {
             expected.insert("cause".into(), Value::String(cause.clone()));
         }
         let actual_compensations = first_attempts(&outcome.calls, true);
-        let actual_calls: Vec<String> = outcome
-            .calls
-            .iter()
-            .filter(|c| c.compensates.is_none())
-            .map(|c| c.state.clone())
-            .collect();
+        let actual_calls: Vec<String> =
+            outcome.calls.iter().filter(|c| c.compensates.is_none()).map(|c| c.state.clone()).collect();
         if let Some(c) = &self.expected.calls {
             expected.insert("calls".into(), json!(c));
         }
@@ -330,10 +296,7 @@ impl TestCase {
             expected.insert("compensations".into(), json!(c));
         }
         let mut actual = serde_json::Map::new();
-        actual.insert(
-            "status".into(),
-            Value::String(outcome.status.as_str().into()),
-        );
+        actual.insert("status".into(), Value::String(outcome.status.as_str().into()));
         if let Some(output) = outcome.output {
             actual.insert("output".into(), output);
         }
@@ -378,9 +341,7 @@ fn compare_text(
         return;
     }
     if let Some(json) = expected_json {
-        let parsed = actual
-            .as_deref()
-            .and_then(|a| serde_json::from_str::<Value>(a).ok());
+        let parsed = actual.as_deref().and_then(|a| serde_json::from_str::<Value>(a).ok());
         if parsed.as_ref() != Some(json) {
             problems.push(format!("{pointer}: expected JSON {json}, got {actual:?}"));
         }
@@ -422,11 +383,7 @@ fn compare(
         }
         (Value::Array(e), Value::Array(a)) => {
             if e.len() != a.len() {
-                problems.push(format!(
-                    "{pointer}: expected {} items, got {}: {actual}",
-                    e.len(),
-                    a.len()
-                ));
+                problems.push(format!("{pointer}: expected {} items, got {}: {actual}", e.len(), a.len()));
                 return;
             }
             for (i, (ev, av)) in e.iter().zip(a).enumerate() {
@@ -526,18 +483,14 @@ pub mod suite {
     }
 
     fn walk(dir: &Path, files: &mut Vec<PathBuf>) -> std::io::Result<()> {
-        let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)?
-            .map(|e| e.map(|e| e.path()))
-            .collect::<Result<_, _>>()?;
+        let mut entries: Vec<PathBuf> =
+            std::fs::read_dir(dir)?.map(|e| e.map(|e| e.path())).collect::<Result<_, _>>()?;
         entries.sort();
         for path in entries {
             if path.is_dir() {
                 walk(&path, files)?;
             } else {
-                let name = path
-                    .file_name()
-                    .and_then(|n| n.to_str())
-                    .unwrap_or_default();
+                let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
                 if name.ends_with(".json") && !name.ends_with(".asl.json") {
                     files.push(path);
                 }
@@ -574,11 +527,7 @@ pub mod suite {
 
     fn run_case(file: &Path, case: TestCase) -> CaseResult {
         let category = case.category.clone().unwrap_or_else(|| {
-            file.parent()
-                .and_then(|p| p.file_name())
-                .and_then(|n| n.to_str())
-                .unwrap_or("cases")
-                .to_owned()
+            file.parent().and_then(|p| p.file_name()).and_then(|n| n.to_str()).unwrap_or("cases").to_owned()
         });
         let result = |outcome| CaseResult {
             file: file.to_owned(),
@@ -587,10 +536,7 @@ pub mod suite {
             outcome,
         };
         if !case.query_language.eq_ignore_ascii_case("JSONPath") {
-            return result(Err(CaseFailure::Unsupported(format!(
-                "QueryLanguage {}",
-                case.query_language
-            ))));
+            return result(Err(CaseFailure::Unsupported(format!("QueryLanguage {}", case.query_language))));
         }
         let compiled = match (&case.definition, &case.definition_file) {
             (Some(def), _) => crate::compile_value(def),
@@ -599,17 +545,12 @@ pub mod suite {
                 match std::fs::read_to_string(&path) {
                     Ok(text) => crate::compile(&text),
                     Err(e) => {
-                        return result(Err(CaseFailure::Run(format!(
-                            "cannot read {}: {e}",
-                            path.display()
-                        ))));
+                        return result(Err(CaseFailure::Run(format!("cannot read {}: {e}", path.display()))));
                     }
                 }
             }
             (None, None) => {
-                return result(Err(CaseFailure::Run(
-                    "the case has neither `definition` nor `definition_file`".into(),
-                )));
+                return result(Err(CaseFailure::Run("the case has neither `definition` nor `definition_file`".into())));
             }
         };
         match compiled {

@@ -14,8 +14,7 @@ fn case_files() -> Vec<PathBuf> {
     let mut files = Vec::new();
     let mut dirs = vec![corpus()];
     while let Some(dir) = dirs.pop() {
-        let entries = std::fs::read_dir(&dir)
-            .unwrap_or_else(|err| panic!("cannot read {}: {err}", dir.display()));
+        let entries = std::fs::read_dir(&dir).unwrap_or_else(|err| panic!("cannot read {}: {err}", dir.display()));
         for entry in entries {
             let path = entry.expect("directory entry").path();
             if path.is_dir() {
@@ -45,8 +44,7 @@ fn every_jsonpath_definition_compiles() {
                 compiled += 1;
                 // The corpus is plain Step Functions: its Tasks declare no saga role, which
                 // deserves the `no-saga-role` warning (DESIGN §2) and nothing else.
-                let unexpected: Vec<_> =
-                    result.warnings.into_iter().filter(|w| w.code != "no-saga-role").collect();
+                let unexpected: Vec<_> = result.warnings.into_iter().filter(|w| w.code != "no-saga-role").collect();
                 if !unexpected.is_empty() {
                     failures.push(format!(
                         "{}: unexpected warnings:\n{}",
@@ -60,16 +58,8 @@ fn every_jsonpath_definition_compiles() {
             }
         }
     }
-    assert!(
-        failures.is_empty(),
-        "{} of the corpus failed:\n{}",
-        failures.len(),
-        failures.join("\n")
-    );
-    assert!(
-        compiled >= 580,
-        "only {compiled} JSONPath definitions found; is the corpus there?"
-    );
+    assert!(failures.is_empty(), "{} of the corpus failed:\n{}", failures.len(), failures.join("\n"));
+    assert!(compiled >= 580, "only {compiled} JSONPath definitions found; is the corpus there?");
 }
 
 #[test]
@@ -82,9 +72,8 @@ fn every_jsonata_definition_is_refused_once() {
             continue;
         }
         let definition = case.get("definition").expect("case has a definition");
-        let diagnostics = sagaflow_language::compile_value(definition)
-            .err()
-            .unwrap_or_else(|| panic!("{} compiled", path.display()));
+        let diagnostics =
+            sagaflow_language::compile_value(definition).err().unwrap_or_else(|| panic!("{} compiled", path.display()));
         let codes: Vec<&str> = diagnostics.errors().map(|d| d.code).collect();
         assert_eq!(codes, ["unsupported-query-language"], "{}", path.display());
         refused += 1;

@@ -9,18 +9,14 @@ use std::path::PathBuf;
 
 use rand_chacha::ChaCha8Rng;
 use rand_chacha::rand_core::SeedableRng;
-use sagaflow_language::expr::{
-    EvalError, Expr, NoVariables, Path, ReferencePath, Scope, Template, choice,
-};
+use sagaflow_language::expr::{EvalError, Expr, NoVariables, Path, ReferencePath, Scope, Template, choice};
 use sagaflow_language::model::{ChoiceRule, Operand, Operator};
 use serde_json::{Map, Value, json};
 
 fn corpus_dir() -> Option<PathBuf> {
     let dir = std::env::var_os("SAGAFLOW_CONFORMANCE")
         .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/conformance")
-        })
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/conformance"))
         .join("cases");
     dir.is_dir().then_some(dir)
 }
@@ -36,24 +32,15 @@ fn rule(json: &Value) -> ChoiceRule {
     if let Some(inner) = obj.get("Not") {
         return ChoiceRule::Not(Box::new(rule(inner)));
     }
-    let variable = Path::parse(obj["Variable"].as_str().expect("Variable is a string"))
-        .expect("Variable parses");
+    let variable = Path::parse(obj["Variable"].as_str().expect("Variable is a string")).expect("Variable parses");
     for (key, value) in obj {
         for operator in Operator::ALL {
             if key == operator.name() {
-                return ChoiceRule::Compare {
-                    variable,
-                    operator,
-                    operand: Operand::Literal(value.clone()),
-                };
+                return ChoiceRule::Compare { variable, operator, operand: Operand::Literal(value.clone()) };
             }
             if operator.has_path_form() && key.strip_suffix("Path") == Some(operator.name()) {
                 let path = Path::parse(value.as_str().expect("a path")).expect("path parses");
-                return ChoiceRule::Compare {
-                    variable,
-                    operator,
-                    operand: Operand::Path(path),
-                };
+                return ChoiceRule::Compare { variable, operator, operand: Operand::Path(path) };
             }
         }
     }
@@ -80,26 +67,16 @@ fn context(input: &Value, state: &str) -> Value {
 }
 
 fn sc<'a>(input: &'a Value, context: &'a Value, variables: &'a Map<String, Value>) -> Scope<'a> {
-    Scope {
-        input,
-        context,
-        variables,
-    }
+    Scope { input, context, variables }
 }
 
 enum Outcome {
     Succeeded(Value),
-    Failed {
-        error: Option<String>,
-        cause: Option<String>,
-    },
+    Failed { error: Option<String>, cause: Option<String> },
 }
 
 fn failed(e: EvalError) -> Outcome {
-    Outcome::Failed {
-        error: Some(e.error),
-        cause: Some(e.message),
-    }
+    Outcome::Failed { error: Some(e.error), cause: Some(e.message) }
 }
 
 /// Steps through Pass/Choice/Succeed/Fail states; `None` when the case needs more.
@@ -121,10 +98,7 @@ fn run(definition: &Value, input: &Value) -> Option<Outcome> {
         let effective = match path("InputPath") {
             None => value.clone(),
             Some(None) => json!({}),
-            Some(Some(p)) => match p
-                .expect("InputPath parses")
-                .get(&sc(&value, &ctx, &scope_vars))
-            {
+            Some(Some(p)) => match p.expect("InputPath parses").get(&sc(&value, &ctx, &scope_vars)) {
                 Ok(v) => v,
                 Err(e) => return Some(failed(e)),
             },
@@ -157,8 +131,7 @@ fn run(definition: &Value, input: &Value) -> Option<Outcome> {
                 let mut output = match path("ResultPath") {
                     None => result,
                     Some(None) => value.clone(),
-                    Some(Some(p)) => match p.expect("ResultPath parses").set(value.clone(), result)
-                    {
+                    Some(Some(p)) => match p.expect("ResultPath parses").set(value.clone(), result) {
                         Ok(v) => v,
                         Err(e) => return Some(failed(e)),
                     },
@@ -166,15 +139,10 @@ fn run(definition: &Value, input: &Value) -> Option<Outcome> {
                 output = match path("OutputPath") {
                     None => output,
                     Some(None) => json!({}),
-                    Some(Some(p)) => {
-                        match p
-                            .expect("OutputPath parses")
-                            .get(&sc(&output, &ctx, &scope_vars))
-                        {
-                            Ok(v) => v,
-                            Err(e) => return Some(failed(e)),
-                        }
-                    }
+                    Some(Some(p)) => match p.expect("OutputPath parses").get(&sc(&output, &ctx, &scope_vars)) {
+                        Ok(v) => v,
+                        Err(e) => return Some(failed(e)),
+                    },
                 };
                 if let Some(map) = assigned {
                     vars.extend(map);
@@ -186,10 +154,7 @@ fn run(definition: &Value, input: &Value) -> Option<Outcome> {
                 }
             }
             "Choice" => {
-                let mut target = state
-                    .get("Default")
-                    .and_then(Value::as_str)
-                    .map(str::to_owned);
+                let mut target = state.get("Default").and_then(Value::as_str).map(str::to_owned);
                 for branch in state.get("Choices")?.as_array()? {
                     if branch.get("Assign").is_some() {
                         return None;
@@ -204,23 +169,15 @@ fn run(definition: &Value, input: &Value) -> Option<Outcome> {
                     }
                 }
                 let Some(target) = target else {
-                    return Some(Outcome::Failed {
-                        error: Some("States.NoChoiceMatched".into()),
-                        cause: None,
-                    });
+                    return Some(Outcome::Failed { error: Some("States.NoChoiceMatched".into()), cause: None });
                 };
                 value = match path("OutputPath") {
                     None => effective,
                     Some(None) => json!({}),
-                    Some(Some(p)) => {
-                        match p
-                            .expect("OutputPath parses")
-                            .get(&sc(&effective, &ctx, &scope_vars))
-                        {
-                            Ok(v) => v,
-                            Err(e) => return Some(failed(e)),
-                        }
-                    }
+                    Some(Some(p)) => match p.expect("OutputPath parses").get(&sc(&effective, &ctx, &scope_vars)) {
+                        Ok(v) => v,
+                        Err(e) => return Some(failed(e)),
+                    },
                 };
                 name = target;
             }
@@ -236,9 +193,7 @@ fn run(definition: &Value, input: &Value) -> Option<Outcome> {
                     let expr = Expr::parse(source).expect("Fail path parses");
                     let mut rng = ChaCha8Rng::seed_from_u64(0);
                     let v = expr.eval(&sc(&value, &ctx, &scope_vars), dynamic, &mut rng)?;
-                    Ok(Some(
-                        v.as_str().map_or_else(|| v.to_string(), str::to_owned),
-                    ))
+                    Ok(Some(v.as_str().map_or_else(|| v.to_string(), str::to_owned)))
                 };
                 let error = match field("Error", "ErrorPath") {
                     Ok(e) => e,
@@ -284,15 +239,7 @@ fn corpus_cases_that_need_only_expressions() {
     };
     let mut passed = 0;
     let mut failures = Vec::new();
-    for category in [
-        "choice",
-        "context",
-        "errors",
-        "intrinsics",
-        "pass",
-        "paths",
-        "variables",
-    ] {
+    for category in ["choice", "context", "errors", "intrinsics", "pass", "paths", "variables"] {
         let mut files: Vec<_> = std::fs::read_dir(dir.join(category))
             .expect("readable corpus")
             .filter_map(Result::ok)
@@ -305,10 +252,9 @@ fn corpus_cases_that_need_only_expressions() {
             if case["query_language"] != "JSONPath" {
                 continue;
             }
-            let states_ok = case["states_used"].as_array().is_some_and(|s| {
-                s.iter()
-                    .all(|t| matches!(t.as_str(), Some("Pass" | "Choice" | "Succeed" | "Fail")))
-            });
+            let states_ok = case["states_used"]
+                .as_array()
+                .is_some_and(|s| s.iter().all(|t| matches!(t.as_str(), Some("Pass" | "Choice" | "Succeed" | "Fail"))));
             // A data-limit case needs the interpreter's size checks, not expressions.
             if !states_ok || case["expected"]["error"] == "States.DataLimitExceeded" {
                 continue;
@@ -319,12 +265,7 @@ fn corpus_cases_that_need_only_expressions() {
             let name = case["name"].as_str().unwrap_or_default().to_owned();
             let ignore: Vec<String> = case["ignore_paths"]
                 .as_array()
-                .map(|a| {
-                    a.iter()
-                        .filter_map(Value::as_str)
-                        .map(str::to_owned)
-                        .collect()
-                })
+                .map(|a| a.iter().filter_map(Value::as_str).map(str::to_owned).collect())
                 .unwrap_or_default();
             let mut expected = case["expected"].clone();
             let mut actual = match outcome {
@@ -350,29 +291,18 @@ fn corpus_cases_that_need_only_expressions() {
             if actual == expected {
                 passed += 1;
             } else {
-                failures.push(format!(
-                    "{name}\n  expected {expected}\n  actual   {actual}"
-                ));
+                failures.push(format!("{name}\n  expected {expected}\n  actual   {actual}"));
             }
         }
     }
     eprintln!("{passed} corpus cases passed through expr");
-    assert!(
-        failures.is_empty(),
-        "{} failed:\n{}",
-        failures.len(),
-        failures.join("\n")
-    );
+    assert!(failures.is_empty(), "{} failed:\n{}", failures.len(), failures.join("\n"));
     assert!(passed > 450, "only {passed} cases ran");
 }
 
 #[test]
 fn no_variables_is_empty() {
     let input = json!({});
-    let scope = Scope {
-        input: &input,
-        context: &input,
-        variables: &NoVariables,
-    };
+    let scope = Scope { input: &input, context: &input, variables: &NoVariables };
     assert!(Path::parse("$x").expect("parses").find(&scope).is_none());
 }

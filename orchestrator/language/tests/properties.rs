@@ -152,45 +152,26 @@ fn arb_answer() -> impl Strategy<Value = Answer> {
 fn handler(answers: Vec<Answer>) -> impl FnMut(&Call, i64) -> TaskOutcome {
     let mut n = 0usize;
     move |_call: &Call, _now| {
-        let answer = answers
-            .get(n % answers.len().max(1))
-            .cloned()
-            .unwrap_or(Answer::Ok(Value::Null));
+        let answer = answers.get(n % answers.len().max(1)).cloned().unwrap_or(Answer::Ok(Value::Null));
         n += 1;
         match answer {
             Answer::Ok(v) => TaskOutcome::Succeed(v),
-            Answer::Refuse(e) => TaskOutcome::Fail {
-                error: e.into(),
-                cause: Some("no".into()),
-                outcome_unknown: false,
-            },
-            Answer::Unavailable => TaskOutcome::Fail {
-                error: "Grpc.Unavailable".into(),
-                cause: None,
-                outcome_unknown: false,
-            },
-            Answer::TimeoutUnknown => TaskOutcome::Fail {
-                error: "States.Timeout".into(),
-                cause: None,
-                outcome_unknown: true,
-            },
+            Answer::Refuse(e) => {
+                TaskOutcome::Fail { error: e.into(), cause: Some("no".into()), outcome_unknown: false }
+            }
+            Answer::Unavailable => {
+                TaskOutcome::Fail { error: "Grpc.Unavailable".into(), cause: None, outcome_unknown: false }
+            }
+            Answer::TimeoutUnknown => {
+                TaskOutcome::Fail { error: "States.Timeout".into(), cause: None, outcome_unknown: true }
+            }
         }
     }
 }
 
 fn arb_input() -> impl Strategy<Value = Value> {
-    (
-        arb_json(),
-        prop::collection::vec(arb_json(), 0..4),
-        any::<bool>(),
-    )
-        .prop_map(|(v, items, plain)| {
-            if plain {
-                v
-            } else {
-                json!({ "v": v, "items": items })
-            }
-        })
+    (arb_json(), prop::collection::vec(arb_json(), 0..4), any::<bool>())
+        .prop_map(|(v, items, plain)| if plain { v } else { json!({ "v": v, "items": items }) })
 }
 
 proptest! {

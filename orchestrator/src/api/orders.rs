@@ -61,7 +61,10 @@ pub fn validate(order: &pb::StartOrderRequest) -> Result<i64, Status> {
             bad(&format!("items[{i}].quantity"), "must be at least 1".into());
         }
         if item.unit_price_cents < 0 {
-            bad(&format!("items[{i}].unit_price_cents"), format!("must not be negative, got {}", item.unit_price_cents));
+            bad(
+                &format!("items[{i}].unit_price_cents"),
+                format!("must not be negative, got {}", item.unit_price_cents),
+            );
         }
         match item.unit_price_cents.checked_mul(i64::from(item.quantity)).and_then(|line| total.checked_add(line)) {
             Some(t) => total = t,

@@ -41,7 +41,9 @@ impl Sagas {
 
     async fn execution(&self, id: Uuid) -> Result<pb::Execution, Status> {
         let record = self.engine.store().get_execution(id).await.map_err(status::store)?;
-        record.map(|r| convert::execution(&r)).ok_or_else(|| Status::not_found(format!("execution {id} does not exist")))
+        record
+            .map(|r| convert::execution(&r))
+            .ok_or_else(|| Status::not_found(format!("execution {id} does not exist")))
     }
 }
 
@@ -199,10 +201,7 @@ impl SagaService for Sagas {
         let mut statuses = Vec::new();
         for s in &r.statuses {
             statuses.push(ExecStatus::parse(s).ok_or_else(|| {
-                invalid(
-                    format!("unknown status {s:?}"),
-                    &[("statuses".into(), format!("one of {}", status_names()))],
-                )
+                invalid(format!("unknown status {s:?}"), &[("statuses".into(), format!("one of {}", status_names()))])
             })?);
         }
         let limit = match r.page_size {
@@ -212,7 +211,10 @@ impl SagaService for Sagas {
         let after = match r.page_token.as_str() {
             "" => None,
             token => Some(decode_page_token(token).ok_or_else(|| {
-                invalid("page_token is not one this server issued", &[("page_token".into(), "use next_page_token as given".into())])
+                invalid(
+                    "page_token is not one this server issued",
+                    &[("page_token".into(), "use next_page_token as given".into())],
+                )
             })?),
         };
         let filter = ExecutionFilter {
@@ -351,7 +353,10 @@ impl SagaService for Sagas {
         let r = request.into_inner();
         let record = self.record(&r.execution_id).await?;
         if record.status.is_terminal() {
-            return Err(Status::failed_precondition(format!("execution {} has already ended ({})", record.id, record.status)));
+            return Err(Status::failed_precondition(format!(
+                "execution {} has already ended ({})",
+                record.id, record.status
+            )));
         }
         let reason = (!r.reason.is_empty()).then_some(r.reason);
         self.engine.request(record.id, Event::Terminate { reason }).await.map_err(status::engine)?;

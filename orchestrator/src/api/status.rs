@@ -21,10 +21,8 @@ pub fn invalid(message: impl Into<String>, violations: &[(String, String)]) -> S
 
 /// A definition's diagnostics as field violations (field = JSON pointer).
 pub fn invalid_definition(diagnostics: &Diagnostics) -> Status {
-    let violations: Vec<(String, String)> = diagnostics
-        .errors()
-        .map(|d| (d.pointer.clone(), format!("{}:{}: {}", d.line, d.column, d.message)))
-        .collect();
+    let violations: Vec<(String, String)> =
+        diagnostics.errors().map(|d| (d.pointer.clone(), format!("{}:{}: {}", d.line, d.column, d.message))).collect();
     let first = violations.first().map(|(p, m)| format!(": {p} {m}")).unwrap_or_default();
     invalid(format!("the definition is invalid ({} errors){first}", violations.len()), &violations)
 }

@@ -24,13 +24,14 @@ pub struct ServerArgs {
 
 #[derive(Debug, Args)]
 pub struct StartArgs {
-    /// The definition's name (its latest version runs unless --version is given).
+    /// The definition's name (its latest version runs unless --definition-version is given).
     pub definition: String,
     /// The execution input, as JSON text; `@FILE` reads it from a file.
     #[arg(long, default_value = "{}")]
     pub input: String,
+    /// A definition version (default: the latest).
     #[arg(long)]
-    pub version: Option<u32>,
+    pub definition_version: Option<u32>,
     /// The execution id (a UUID); starting it again with the same input finds the same execution.
     #[arg(long)]
     pub id: Option<String>,
@@ -58,7 +59,11 @@ pub async fn connect(server: &str) -> anyhow::Result<SagaServiceClient<Channel>>
         .connect_timeout(Duration::from_secs(5))
         .connect()
         .await
-        .with_context(|| format!("cannot reach the server at {server} (is `sagaflow serve` running? set --server or SAGAFLOW_SERVER)"))?;
+        .with_context(|| {
+            format!(
+                "cannot reach the server at {server} (is `sagaflow serve` running? set --server or SAGAFLOW_SERVER)"
+            )
+        })?;
     Ok(SagaServiceClient::new(channel).max_decoding_message_size(64 * 1024 * 1024))
 }
 
@@ -76,7 +81,7 @@ pub async fn start(args: StartArgs) -> anyhow::Result<std::process::ExitCode> {
     let mut client = connect(&args.server.server).await?;
     let mut request = tonic::Request::new(pb::StartExecutionRequest {
         definition_name: args.definition,
-        definition_version: args.version.unwrap_or(0),
+        definition_version: args.definition_version.unwrap_or(0),
         input_json: input,
         execution_id: args.id.unwrap_or_default(),
         idempotency_key: args.idempotency_key.unwrap_or_default(),
@@ -215,7 +220,12 @@ pub async fn show(args: ShowArgs) -> anyhow::Result<std::process::ExitCode> {
             println!("status     {}", execution.status);
             if let (Some(start), stop) = (time(&execution.start_time), time(&execution.stop_time)) {
                 let end = stop.unwrap_or_else(Utc::now);
-                println!("started    {}  ({} {})", start.format("%Y-%m-%d %H:%M:%S%.3f UTC"), human_duration(end - start), if stop.is_some() { "total" } else { "so far" });
+                println!(
+                    "started    {}  ({} {})",
+                    start.format("%Y-%m-%d %H:%M:%S%.3f UTC"),
+                    human_duration(end - start),
+                    if stop.is_some() { "total" } else { "so far" }
+                );
             }
             println!("input      {}", pretty(&execution.input_json).replace('\n', "\n           "));
             print_outcome(&execution);

@@ -1,7 +1,7 @@
 //! The `sagaflow` command line: argument parsing and dispatch to one module per command.
 
 pub mod client;
-// pub mod serve; // enabled once the store and invoker land
+pub mod serve;
 mod test;
 mod validate;
 
@@ -39,6 +39,8 @@ pub enum Command {
         #[arg(long, short)]
         verbose: bool,
     },
+    /// Run the orchestrator: the gRPC API and the engine, on PostgreSQL.
+    Serve(serve::ServeArgs),
     /// Start an execution of a registered definition.
     Start(client::StartArgs),
     /// Show an execution: status, input, output or error, compensations and a timeline.
@@ -59,6 +61,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Validate { files, output } => validate::run(&files, output),
         Command::Test { paths, output, verbose } => test::run(&paths, output, verbose),
+        Command::Serve(args) => serve::run(args),
         Command::Start(args) => block_on(client::start(args)),
         Command::Show(args) => block_on(client::show(args)),
         Command::History(args) => block_on(client::history(args)),
@@ -93,5 +96,14 @@ pub async fn shutdown_signal() {
     tokio::select! {
         _ = ctrl_c => {}
         _ = term => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_command_line_is_well_formed() {
+        use clap::CommandFactory;
+        super::Cli::command().debug_assert();
     }
 }

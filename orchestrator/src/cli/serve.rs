@@ -93,9 +93,9 @@ impl ServeConfig {
             config.definitions.clone_from(&args.definitions);
         }
         for entry in &args.participants {
-            let (name, url) = entry
-                .split_once('=')
-                .with_context(|| format!("--participant {entry:?} must read NAME=URL, e.g. payment=http://127.0.0.1:50051"))?;
+            let (name, url) = entry.split_once('=').with_context(|| {
+                format!("--participant {entry:?} must read NAME=URL, e.g. payment=http://127.0.0.1:50051")
+            })?;
             config.participants.insert(name.trim().to_owned(), url.trim().to_owned());
         }
         if args.lease.is_some() {

@@ -33,10 +33,8 @@ pub(super) fn run(paths: &[PathBuf], output: Output, verbose: bool) -> anyhow::R
                     })
                 })
                 .collect();
-            let categories: serde_json::Map<_, _> = totals
-                .iter()
-                .map(|(c, (p, f))| (c.clone(), json!({ "passed": p, "failed": f })))
-                .collect();
+            let categories: serde_json::Map<_, _> =
+                totals.iter().map(|(c, (p, f))| (c.clone(), json!({ "passed": p, "failed": f }))).collect();
             println!(
                 "{}",
                 serde_json::to_string_pretty(&json!({
@@ -58,20 +56,13 @@ pub(super) fn run(paths: &[PathBuf], output: Output, verbose: bool) -> anyhow::R
             if totals.len() > 1 {
                 for (category, (p, f)) in &totals {
                     let total = p + f;
-                    println!(
-                        "  {category:<12} {p:>4}/{total:<4} {:>6.1}%",
-                        100.0 * *p as f64 / total.max(1) as f64
-                    );
+                    println!("  {category:<12} {p:>4}/{total:<4} {:>6.1}%", 100.0 * *p as f64 / total.max(1) as f64);
                 }
             }
             println!("{passed} passed, {failed} failed");
         }
     }
-    Ok(if failed == 0 {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
-    })
+    Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }
 
 fn print_failure(failure: &CaseFailure) {

@@ -21,8 +21,7 @@ struct FileReport {
 pub(super) fn run(files: &[PathBuf], output: Output) -> anyhow::Result<ExitCode> {
     let mut reports = Vec::new();
     for path in files {
-        let text =
-            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
         let file = path.display().to_string();
         let report = match compile(&text) {
             Ok(compiled) => FileReport {
@@ -34,13 +33,7 @@ pub(super) fn run(files: &[PathBuf], output: Output) -> anyhow::Result<ExitCode>
             },
             Err(diagnostics) => {
                 let (errors, warnings) = diagnostics.0.into_iter().partition(Diagnostic::is_error);
-                FileReport {
-                    file,
-                    valid: false,
-                    states: None,
-                    errors,
-                    warnings,
-                }
+                FileReport { file, valid: false, states: None, errors, warnings }
             }
         };
         reports.push(report);
@@ -72,11 +65,7 @@ pub(super) fn run(files: &[PathBuf], output: Output) -> anyhow::Result<ExitCode>
         }
     }
     let ok = reports.iter().all(|r| r.valid);
-    Ok(if ok {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
-    })
+    Ok(if ok { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }
 
 fn count_states(machine: &sagaflow_language::model::StateMachine) -> usize {

@@ -199,8 +199,9 @@ impl Engine {
             redrive_count: 0,
         };
         let now = Utc::now().timestamp_millis();
-        let step = interpreter::step(&definition, &mut execution, Envelope { now_ms: now, event: Event::Started(start) })
-            .map_err(|e| EngineError::InvalidRequest(e.to_string()))?;
+        let step =
+            interpreter::step(&definition, &mut execution, Envelope { now_ms: now, event: Event::Started(start) })
+                .map_err(|e| EngineError::InvalidRequest(e.to_string()))?;
         let first = actor::transition(id, 1, &self.inner.config.owner, &execution, &step, Vec::new())?;
         let new = NewExecution {
             id,
@@ -230,8 +231,12 @@ impl Engine {
         let mut receiver = self.watch(id);
         let mut poll = Duration::from_millis(20);
         loop {
-            let record =
-                self.inner.store.get_execution(id).await?.ok_or_else(|| EngineError::UnknownExecution(id.to_string()))?;
+            let record = self
+                .inner
+                .store
+                .get_execution(id)
+                .await?
+                .ok_or_else(|| EngineError::UnknownExecution(id.to_string()))?;
             if settled(record.status) {
                 return Ok(record.status);
             }
@@ -346,7 +351,12 @@ impl Engine {
                 _ = interval.tick() => {}
                 _ = self.inner.cancel.cancelled() => return,
             }
-            match self.inner.store.claim(&self.inner.config.owner, self.inner.config.lease, self.inner.config.claim_batch).await {
+            match self
+                .inner
+                .store
+                .claim(&self.inner.config.owner, self.inner.config.lease, self.inner.config.claim_batch)
+                .await
+            {
                 Ok(claimed) => {
                     for c in claimed {
                         if let Err(e) = self.adopt(c).await {

@@ -163,7 +163,12 @@ pub trait Store: Send + Sync + 'static {
 
     /// Register `content` as the next version of `name`, unless it equals the latest
     /// version's content (then that version is returned and `created` is false).
-    async fn put_definition(&self, name: &str, content: &str, hash: &str) -> Result<(DefinitionRecord, bool), StoreError>;
+    async fn put_definition(
+        &self,
+        name: &str,
+        content: &str,
+        hash: &str,
+    ) -> Result<(DefinitionRecord, bool), StoreError>;
     /// A version, or the latest when `version` is `None`.
     async fn get_definition(&self, name: &str, version: Option<u32>) -> Result<Option<DefinitionRecord>, StoreError>;
     async fn get_definition_by_id(&self, id: i64) -> Result<Option<DefinitionRecord>, StoreError>;

@@ -26,10 +26,8 @@ fn operator(key: &str) -> Option<(Operator, bool)> {
 
 /// Every key a rule may have, for "did you mean".
 fn rule_keys() -> Vec<String> {
-    let mut keys: Vec<String> = ["Variable", "And", "Or", "Not", "Next", "Comment", "Assign"]
-        .into_iter()
-        .map(str::to_string)
-        .collect();
+    let mut keys: Vec<String> =
+        ["Variable", "And", "Or", "Not", "Next", "Comment", "Assign"].into_iter().map(str::to_string).collect();
     for op in Operator::ALL {
         keys.push(op.name().to_string());
         if op.has_path_form() {
@@ -40,29 +38,16 @@ fn rule_keys() -> Vec<String> {
 }
 
 impl Compiler<'_, '_> {
-    pub(crate) fn choice(
-        &mut self,
-        object: &Object,
-        at: &Loc,
-        skeleton: &mut StateSk,
-    ) -> Option<ChoiceState> {
+    pub(crate) fn choice(&mut self, object: &Object, at: &Loc, skeleton: &mut StateSk) -> Option<ChoiceState> {
         let choices = match object.get("Choices") {
             None => {
-                self.ctx.error_key(
-                    "missing-field",
-                    at,
-                    "a Choice state needs \"Choices\": a non-empty array of rules",
-                );
+                self.ctx.error_key("missing-field", at, "a Choice state needs \"Choices\": a non-empty array of rules");
                 None
             }
             Some(Value::Array(items)) => {
                 let choices_at = at.key("Choices");
                 if items.is_empty() {
-                    self.ctx.error(
-                        "invalid-value",
-                        &choices_at,
-                        "Choices must hold at least one rule",
-                    );
+                    self.ctx.error("invalid-value", &choices_at, "Choices must hold at least one rule");
                 }
                 let mut branches = Some(Vec::with_capacity(items.len()));
                 for (i, item) in items.iter().enumerate() {
@@ -75,8 +60,7 @@ impl Compiler<'_, '_> {
                 branches.filter(|b| !b.is_empty())
             }
             Some(other) => {
-                self.ctx
-                    .wrong_type(&at.key("Choices"), "Choices", "an array", other);
+                self.ctx.wrong_type(&at.key("Choices"), "Choices", "an array", other);
                 None
             }
         };
@@ -89,25 +73,15 @@ impl Compiler<'_, '_> {
                 errors: Vec::new(),
             });
         }
-        Some(ChoiceState {
-            choices: choices?,
-            default,
-        })
+        Some(ChoiceState { choices: choices?, default })
     }
 
-    fn choice_branch(
-        &mut self,
-        value: &Value,
-        at: &Loc,
-        skeleton: &mut StateSk,
-    ) -> Option<ChoiceBranch> {
+    fn choice_branch(&mut self, value: &Value, at: &Loc, skeleton: &mut StateSk) -> Option<ChoiceBranch> {
         let Value::Object(object) = value else {
             self.ctx.wrong_type(at, "a choice rule", "an object", value);
             return None;
         };
-        let next = self
-            .ctx
-            .required_string(object, at, "Next", "a top-level choice rule");
+        let next = self.ctx.required_string(object, at, "Next", "a top-level choice rule");
         if let Some(next) = next {
             skeleton.edges.push(Edge {
                 target: next.to_string(),
@@ -118,11 +92,7 @@ impl Compiler<'_, '_> {
         }
         let assign = self.ctx.template(object, at, "Assign");
         let rule = self.rule(object, at, true);
-        Some(ChoiceBranch {
-            rule: rule?,
-            next: next?.to_string(),
-            assign,
-        })
+        Some(ChoiceBranch { rule: rule?, next: next?.to_string(), assign })
     }
 
     fn rule(&mut self, object: &Object, at: &Loc, top: bool) -> Option<ChoiceRule> {
@@ -140,11 +110,9 @@ impl Compiler<'_, '_> {
                     &at.key(key),
                     "only top-level choice rules have Next; remove it from this nested rule",
                 ),
-                "Assign" => self.ctx.error_key(
-                    "field-not-allowed",
-                    &at.key(key),
-                    "only top-level choice rules have Assign",
-                ),
+                "Assign" => {
+                    self.ctx.error_key("field-not-allowed", &at.key(key), "only top-level choice rules have Assign")
+                }
                 _ => match operator(key) {
                     Some((op, is_path)) => operators.push((key, op, is_path)),
                     None => {
@@ -223,17 +191,11 @@ impl Compiler<'_, '_> {
         let operand_at = at.key(key);
         let value = &object[key];
         let operand = if is_path {
-            self.ctx
-                .query_path(value, &operand_at, key)
-                .map(Operand::Path)
+            self.ctx.query_path(value, &operand_at, key).map(Operand::Path)
         } else {
             self.literal(operator, key, value, &operand_at)
         };
-        Some(ChoiceRule::Compare {
-            variable: variable?,
-            operator,
-            operand: operand?,
-        })
+        Some(ChoiceRule::Compare { variable: variable?, operator, operand: operand? })
     }
 
     fn combinator(&mut self, object: &Object, at: &Loc, combinator: &str) -> Option<ChoiceRule> {
@@ -241,25 +203,17 @@ impl Compiler<'_, '_> {
         let at = at.key(combinator);
         if combinator == "Not" {
             let Value::Object(inner) = value else {
-                self.ctx
-                    .wrong_type(&at, "Not", "an object (one choice rule)", value);
+                self.ctx.wrong_type(&at, "Not", "an object (one choice rule)", value);
                 return None;
             };
-            return self
-                .rule(inner, &at, false)
-                .map(|rule| ChoiceRule::Not(Box::new(rule)));
+            return self.rule(inner, &at, false).map(|rule| ChoiceRule::Not(Box::new(rule)));
         }
         let Value::Array(items) = value else {
-            self.ctx
-                .wrong_type(&at, combinator, "an array of choice rules", value);
+            self.ctx.wrong_type(&at, combinator, "an array of choice rules", value);
             return None;
         };
         if items.is_empty() {
-            self.ctx.error(
-                "invalid-value",
-                &at,
-                format!("{combinator} must hold at least one choice rule"),
-            );
+            self.ctx.error("invalid-value", &at, format!("{combinator} must hold at least one choice rule"));
             return None;
         }
         let mut rules = Some(Vec::with_capacity(items.len()));
@@ -268,8 +222,7 @@ impl Compiler<'_, '_> {
             let rule = match item {
                 Value::Object(inner) => self.rule(inner, &item_at, false),
                 other => {
-                    self.ctx
-                        .wrong_type(&item_at, "a choice rule", "an object", other);
+                    self.ctx.wrong_type(&item_at, "a choice rule", "an object", other);
                     None
                 }
             };
@@ -279,21 +232,11 @@ impl Compiler<'_, '_> {
             }
         }
         let rules = rules?;
-        Some(if combinator == "And" {
-            ChoiceRule::And(rules)
-        } else {
-            ChoiceRule::Or(rules)
-        })
+        Some(if combinator == "And" { ChoiceRule::And(rules) } else { ChoiceRule::Or(rules) })
     }
 
     /// The literal operand of a comparison, checked against the operator's type.
-    fn literal(
-        &mut self,
-        operator: Operator,
-        key: &str,
-        value: &Value,
-        at: &Loc,
-    ) -> Option<Operand> {
+    fn literal(&mut self, operator: Operator, key: &str, value: &Value, at: &Loc) -> Option<Operand> {
         use Operator as O;
         let (ok, expected) = match operator {
             O::StringEquals
@@ -313,12 +256,9 @@ impl Compiler<'_, '_> {
             | O::TimestampLessThanEquals
             | O::TimestampGreaterThanEquals => (value.is_string(), "a timestamp string"),
             O::BooleanEquals => (value.is_boolean(), "true or false"),
-            O::IsNull
-            | O::IsPresent
-            | O::IsNumeric
-            | O::IsString
-            | O::IsBoolean
-            | O::IsTimestamp => (value.is_boolean(), "true or false"),
+            O::IsNull | O::IsPresent | O::IsNumeric | O::IsString | O::IsBoolean | O::IsTimestamp => {
+                (value.is_boolean(), "true or false")
+            }
         };
         if !ok {
             self.ctx.wrong_type(at, key, expected, value);

@@ -33,39 +33,20 @@ pub(crate) fn is_variable_name(name: &str) -> bool {
 impl Ctx<'_> {
     /// Report a present field whose JSON type is wrong.
     pub(crate) fn wrong_type(&mut self, at: &Loc, field: &str, expected: &str, got: &Value) {
-        self.error(
-            "invalid-type",
-            at,
-            format!("{field} must be {expected}, not {}", json_type(got)),
-        );
+        self.error("invalid-type", at, format!("{field} must be {expected}, not {}", json_type(got)));
     }
 
     /// Report every key of `object` that is not in `allowed`, with a hint.
-    pub(crate) fn unknown_fields(
-        &mut self,
-        object: &Object,
-        at: &Loc,
-        allowed: &[&str],
-        what: &str,
-    ) {
+    pub(crate) fn unknown_fields(&mut self, object: &Object, at: &Loc, allowed: &[&str], what: &str) {
         for key in object.keys() {
             if !allowed.contains(&key.as_str()) {
                 let hint = suggest::hint(key, allowed.iter().copied());
-                self.error_key(
-                    "unknown-field",
-                    &at.key(key),
-                    format!("unknown field \"{key}\" in {what}{hint}"),
-                );
+                self.error_key("unknown-field", &at.key(key), format!("unknown field \"{key}\" in {what}{hint}"));
             }
         }
     }
 
-    pub(crate) fn string<'v>(
-        &mut self,
-        object: &'v Object,
-        at: &Loc,
-        key: &str,
-    ) -> Option<&'v str> {
+    pub(crate) fn string<'v>(&mut self, object: &'v Object, at: &Loc, key: &str) -> Option<&'v str> {
         match object.get(key)? {
             Value::String(s) => Some(s),
             other => {
@@ -84,11 +65,7 @@ impl Ctx<'_> {
         what: &str,
     ) -> Option<&'v str> {
         if !object.contains_key(key) {
-            self.error_key(
-                "missing-field",
-                at,
-                format!("{what} needs a \"{key}\" field"),
-            );
+            self.error_key("missing-field", at, format!("{what} needs a \"{key}\" field"));
             return None;
         }
         self.string(object, at, key)
@@ -110,11 +87,7 @@ impl Ctx<'_> {
         match value.as_u64() {
             Some(n) if n >= min => Some(n),
             _ if value.is_number() => {
-                let bound = if min == 0 {
-                    "zero or more".to_string()
-                } else {
-                    format!("at least {min}")
-                };
+                let bound = if min == 0 { "zero or more".to_string() } else { format!("at least {min}") };
                 self.error(
                     "invalid-value",
                     &at.key(key),
@@ -143,23 +116,14 @@ impl Ctx<'_> {
     /// Report `a` and `b` both present; true when they are.
     pub(crate) fn exclusive(&mut self, object: &Object, at: &Loc, a: &str, b: &str) -> bool {
         if object.contains_key(a) && object.contains_key(b) {
-            self.error_key(
-                "exclusive-fields",
-                &at.key(b),
-                format!("{a} and {b} cannot both be set; keep one"),
-            );
+            self.error_key("exclusive-fields", &at.key(b), format!("{a} and {b} cannot both be set; keep one"));
             return true;
         }
         false
     }
 
     /// A reference path in a string value.
-    pub(crate) fn reference_path(
-        &mut self,
-        value: &Value,
-        at: &Loc,
-        field: &str,
-    ) -> Option<ReferencePath> {
+    pub(crate) fn reference_path(&mut self, value: &Value, at: &Loc, field: &str) -> Option<ReferencePath> {
         let Value::String(text) = value else {
             self.wrong_type(at, field, "a path string such as \"$.field\"", value);
             return None;
@@ -188,18 +152,8 @@ impl Ctx<'_> {
         }
     }
 
-    pub(crate) fn expr_error(
-        &mut self,
-        code: &'static str,
-        at: &Loc,
-        field: &str,
-        err: &ExprError,
-    ) {
-        self.error(
-            code,
-            &at.join(&err.pointer),
-            format!("{field}: {}", err.message),
-        );
+    pub(crate) fn expr_error(&mut self, code: &'static str, at: &Loc, field: &str, err: &ExprError) {
+        self.error(code, &at.join(&err.pointer), format!("{field}: {}", err.message));
     }
 
     /// A reference path field that may be absent (`$`) or `null` when `allow_null`.
@@ -238,8 +192,7 @@ impl Ctx<'_> {
             );
             return PathField::Identity;
         }
-        self.reference_path(value, &at, key)
-            .map_or(PathField::Identity, PathField::Path)
+        self.reference_path(value, &at, key).map_or(PathField::Identity, PathField::Path)
     }
 
     /// A payload template (Parameters, ResultSelector, ItemSelector, Assign, ...): an object

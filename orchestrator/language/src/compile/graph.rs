@@ -28,20 +28,16 @@ fn machine(ctx: &mut Ctx<'_>, machine: &MachineSk, everywhere: &HashSet<&str>) {
     // Where a target is misspelled, its likely meaning still counts as an edge, so the one
     // typo is reported once instead of again as an "unreachable" state.
     let resolve = |target: &str| {
-        states.get_index_of(target).or_else(|| {
-            suggest::closest(target, names()).and_then(|name| states.get_index_of(name))
-        })
+        states
+            .get_index_of(target)
+            .or_else(|| suggest::closest(target, names()).and_then(|name| states.get_index_of(name)))
     };
     let mut start = None;
     if let Some((name, loc)) = &machine.start_at {
         start = resolve(name);
         if !states.is_empty() && !states.contains_key(name) {
             let hint = suggest::hint(name, names());
-            ctx.error(
-                "unknown-state",
-                loc,
-                format!("StartAt names state \"{name}\", which does not exist{hint}"),
-            );
+            ctx.error("unknown-state", loc, format!("StartAt names state \"{name}\", which does not exist{hint}"));
         }
     }
     let mut adjacency: Vec<Vec<usize>> = Vec::with_capacity(states.len());
@@ -70,9 +66,7 @@ fn machine(ctx: &mut Ctx<'_>, machine: &MachineSk, everywhere: &HashSet<&str>) {
     }
     if let Some(start) = start {
         let reached = reachable(&adjacency, start);
-        let start_name = states
-            .get_index(start)
-            .map_or("", |(name, _)| name.as_str());
+        let start_name = states.get_index(start).map_or("", |(name, _)| name.as_str());
         for (i, (name, state)) in states.iter().enumerate() {
             if !reached[i] {
                 ctx.error_key(

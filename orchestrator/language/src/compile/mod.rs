@@ -107,17 +107,11 @@ impl Loc {
         let mut pointer = String::with_capacity(self.pointer.len() + key.len() + 1);
         pointer.push_str(&self.pointer);
         source::push_segment(&mut pointer, key);
-        Loc {
-            pointer,
-            state: self.state.clone(),
-        }
+        Loc { pointer, state: self.state.clone() }
     }
 
     pub(crate) fn index(&self, index: usize) -> Loc {
-        Loc {
-            pointer: format!("{}/{index}", self.pointer),
-            state: self.state.clone(),
-        }
+        Loc { pointer: format!("{}/{index}", self.pointer), state: self.state.clone() }
     }
 
     /// The member `name` of a `States` object: a state, which becomes the enclosing one.
@@ -129,10 +123,7 @@ impl Loc {
 
     /// A pointer relative to this location (`/a.$` from a template error).
     pub(crate) fn join(&self, relative: &str) -> Loc {
-        Loc {
-            pointer: format!("{}{relative}", self.pointer),
-            state: self.state.clone(),
-        }
+        Loc { pointer: format!("{}{relative}", self.pointer), state: self.state.clone() }
     }
 }
 
@@ -145,10 +136,7 @@ pub(crate) struct Ctx<'s> {
 
 impl<'s> Ctx<'s> {
     fn new(source: &'s Source<'s>) -> Self {
-        Ctx {
-            source,
-            diagnostics: Vec::new(),
-        }
+        Ctx { source, diagnostics: Vec::new() }
     }
 
     /// An error about the value at `at`.
@@ -169,14 +157,7 @@ impl<'s> Ctx<'s> {
         self.push(Severity::Warning, code, at, Focus::Key, message.into());
     }
 
-    fn push(
-        &mut self,
-        severity: Severity,
-        code: &'static str,
-        at: &Loc,
-        focus: Focus,
-        message: String,
-    ) {
+    fn push(&mut self, severity: Severity, code: &'static str, at: &Loc, focus: Focus, message: String) {
         let (line, column) = self.source.position(&at.pointer, focus);
         self.diagnostics.push(Diagnostic {
             severity,
@@ -192,15 +173,11 @@ impl<'s> Ctx<'s> {
     fn finish(mut self, definition: Option<Definition>) -> Result<Compiled, Diagnostics> {
         // Errors first, then warnings, each in source order; the sort is stable so two
         // problems at one place keep the order they were found in.
-        self.diagnostics
-            .sort_by_key(|d| (d.severity, d.line, d.column));
+        self.diagnostics.sort_by_key(|d| (d.severity, d.line, d.column));
         self.diagnostics.dedup();
         let has_errors = self.diagnostics.iter().any(Diagnostic::is_error);
         match definition {
-            Some(definition) if !has_errors => Ok(Compiled {
-                definition,
-                warnings: self.diagnostics,
-            }),
+            Some(definition) if !has_errors => Ok(Compiled { definition, warnings: self.diagnostics }),
             _ => {
                 if !has_errors {
                     // The model could not be built yet nothing said why: never hand out

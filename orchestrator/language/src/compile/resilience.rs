@@ -9,24 +9,12 @@ use super::{Loc, suggest};
 use crate::errors;
 use crate::model::{Catcher, JitterStrategy, Resilience, Retrier};
 
-const RETRY_FIELDS: &[&str] = &[
-    "ErrorEquals",
-    "IntervalSeconds",
-    "MaxAttempts",
-    "BackoffRate",
-    "MaxDelaySeconds",
-    "JitterStrategy",
-    "Comment",
-];
+const RETRY_FIELDS: &[&str] =
+    &["ErrorEquals", "IntervalSeconds", "MaxAttempts", "BackoffRate", "MaxDelaySeconds", "JitterStrategy", "Comment"];
 const CATCH_FIELDS: &[&str] = &["ErrorEquals", "Next", "ResultPath", "Assign", "Comment"];
 
 impl Compiler<'_, '_> {
-    pub(crate) fn resilience(
-        &mut self,
-        object: &Object,
-        at: &Loc,
-        skeleton: &mut StateSk,
-    ) -> Resilience {
+    pub(crate) fn resilience(&mut self, object: &Object, at: &Loc, skeleton: &mut StateSk) -> Resilience {
         Resilience {
             result_selector: self.ctx.template(object, at, "ResultSelector"),
             result_path: self.ctx.path_field(object, at, "ResultPath", true, true),
@@ -46,12 +34,10 @@ impl Compiler<'_, '_> {
         for (i, item) in items.iter().enumerate() {
             let item_at = at.index(i);
             let Value::Object(retrier) = item else {
-                self.ctx
-                    .wrong_type(&item_at, "a retrier", "an object", item);
+                self.ctx.wrong_type(&item_at, "a retrier", "an object", item);
                 continue;
             };
-            self.ctx
-                .unknown_fields(retrier, &item_at, RETRY_FIELDS, "a retrier");
+            self.ctx.unknown_fields(retrier, &item_at, RETRY_FIELDS, "a retrier");
             let error_equals = self.error_equals(retrier, &item_at, i == last, "retrier");
             let interval_seconds = self.ctx.whole(retrier, &item_at, "IntervalSeconds", 1);
             let max_attempts = self.ctx.whole(retrier, &item_at, "MaxAttempts", 0);
@@ -100,19 +86,13 @@ impl Compiler<'_, '_> {
         for (i, item) in items.iter().enumerate() {
             let item_at = at.index(i);
             let Value::Object(catcher) = item else {
-                self.ctx
-                    .wrong_type(&item_at, "a catcher", "an object", item);
+                self.ctx.wrong_type(&item_at, "a catcher", "an object", item);
                 continue;
             };
-            self.ctx
-                .unknown_fields(catcher, &item_at, CATCH_FIELDS, "a catcher");
+            self.ctx.unknown_fields(catcher, &item_at, CATCH_FIELDS, "a catcher");
             let error_equals = self.error_equals(catcher, &item_at, i == last, "catcher");
-            let next = self
-                .ctx
-                .required_string(catcher, &item_at, "Next", "a catcher");
-            let result_path = self
-                .ctx
-                .path_field(catcher, &item_at, "ResultPath", true, true);
+            let next = self.ctx.required_string(catcher, &item_at, "Next", "a catcher");
+            let result_path = self.ctx.path_field(catcher, &item_at, "ResultPath", true, true);
             let assign = self.ctx.template(catcher, &item_at, "Assign");
             if let Some(next) = next {
                 skeleton.edges.push(Edge {
@@ -121,12 +101,7 @@ impl Compiler<'_, '_> {
                     kind: EdgeKind::Catch,
                     errors: error_equals.clone(),
                 });
-                catchers.push(Catcher {
-                    error_equals,
-                    next: next.to_string(),
-                    result_path,
-                    assign,
-                });
+                catchers.push(Catcher { error_equals, next: next.to_string(), result_path, assign });
             }
         }
         catchers
@@ -143,13 +118,7 @@ impl Compiler<'_, '_> {
         }
     }
 
-    fn error_equals(
-        &mut self,
-        object: &Object,
-        at: &Loc,
-        is_last: bool,
-        what: &str,
-    ) -> Vec<String> {
+    fn error_equals(&mut self, object: &Object, at: &Loc, is_last: bool, what: &str) -> Vec<String> {
         let Some(value) = object.get("ErrorEquals") else {
             self.ctx.error_key(
                 "missing-field",
@@ -160,30 +129,20 @@ impl Compiler<'_, '_> {
         };
         let at = at.key("ErrorEquals");
         let Value::Array(items) = value else {
-            self.ctx
-                .wrong_type(&at, "ErrorEquals", "an array of error names", value);
+            self.ctx.wrong_type(&at, "ErrorEquals", "an array of error names", value);
             return Vec::new();
         };
         if items.is_empty() {
-            self.ctx.error(
-                "invalid-value",
-                &at,
-                "ErrorEquals must list at least one error name",
-            );
+            self.ctx.error("invalid-value", &at, "ErrorEquals must list at least one error name");
         }
         let mut names = Vec::with_capacity(items.len());
         for (i, item) in items.iter().enumerate() {
             let Value::String(name) = item else {
-                self.ctx
-                    .wrong_type(&at.index(i), "an error name", "a string", item);
+                self.ctx.wrong_type(&at.index(i), "an error name", "a string", item);
                 continue;
             };
             if name.is_empty() {
-                self.ctx.error(
-                    "invalid-value",
-                    &at.index(i),
-                    "an error name cannot be empty",
-                );
+                self.ctx.error("invalid-value", &at.index(i), "an error name cannot be empty");
             } else if name.starts_with("States.") && !errors::PREDEFINED.contains(&name.as_str()) {
                 let hint = suggest::hint(name, errors::PREDEFINED);
                 self.ctx.error(

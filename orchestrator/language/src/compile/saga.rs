@@ -39,15 +39,7 @@ use super::states::{EdgeKind, MachineSk, StateSk};
 use crate::model::SagaRole;
 
 pub(crate) fn check(ctx: &mut Ctx<'_>, top: &MachineSk) {
-    machine(
-        ctx,
-        top,
-        Outer {
-            after_pivot: None,
-            prior: None,
-            end_succeeds: true,
-        },
-    );
+    machine(ctx, top, Outer { after_pivot: None, prior: None, end_succeeds: true });
 }
 
 /// What the enclosing machines imply for a nested one.
@@ -74,18 +66,12 @@ fn holds<'m>(name: &'m str, state: &'m StateSk, role: SagaRole) -> Option<&'m st
 }
 
 fn held_in(machine: &MachineSk, role: SagaRole) -> Option<&str> {
-    machine
-        .states
-        .iter()
-        .find_map(|(name, state)| holds(name, state, role))
+    machine.states.iter().find_map(|(name, state)| holds(name, state, role))
 }
 
 fn machine<'m>(ctx: &mut Ctx<'_>, machine: &'m MachineSk, outer: Outer<'m>) {
-    let states: Vec<(&'m str, &'m StateSk)> = machine
-        .states
-        .iter()
-        .map(|(name, state)| (name.as_str(), state))
-        .collect();
+    let states: Vec<(&'m str, &'m StateSk)> =
+        machine.states.iter().map(|(name, state)| (name.as_str(), state)).collect();
     let n = states.len();
     let index = |target: &str| machine.states.get_index_of(target);
     // Success transitions and all transitions, resolved; missing targets were reported by
@@ -108,14 +94,9 @@ fn machine<'m>(ctx: &mut Ctx<'_>, machine: &'m MachineSk, outer: Outer<'m>) {
         success.push(ok);
         every.push(all);
     }
-    let pivot: Vec<Option<&str>> = states
-        .iter()
-        .map(|(name, state)| holds(name, state, SagaRole::Pivot))
-        .collect();
-    let compensatable: Vec<Option<&str>> = states
-        .iter()
-        .map(|(name, state)| holds(name, state, SagaRole::Compensatable))
-        .collect();
+    let pivot: Vec<Option<&str>> = states.iter().map(|(name, state)| holds(name, state, SagaRole::Pivot)).collect();
+    let compensatable: Vec<Option<&str>> =
+        states.iter().map(|(name, state)| holds(name, state, SagaRole::Compensatable)).collect();
 
     for (name, state) in &states {
         let branches_with_pivots: Vec<(usize, &str)> = state
@@ -220,9 +201,7 @@ fn machine<'m>(ctx: &mut Ctx<'_>, machine: &'m MachineSk, outer: Outer<'m>) {
             }
         }
     }
-    let ends_ok: Vec<usize> = (0..n)
-        .filter(|&i| outer.end_succeeds && states[i].1.ends_ok)
-        .collect();
+    let ends_ok: Vec<usize> = (0..n).filter(|&i| outer.end_succeeds && states[i].1.ends_ok).collect();
     let mut can_succeed = vec![false; n];
     for i in spread(&reverse, ends_ok.iter().copied()) {
         can_succeed[i] = true;
@@ -239,12 +218,8 @@ fn machine<'m>(ctx: &mut Ctx<'_>, machine: &'m MachineSk, outer: Outer<'m>) {
             // may come with an unknown outcome, which owes the task's own compensation; only a
             // catch of nothing but business names could be sure it did not apply.
             let unknown_outcome = !edge.errors.is_empty();
-            let own =
-                (role(state) == Some(SagaRole::Compensatable) && unknown_outcome).then_some(*name);
-            let nested = state
-                .children
-                .iter()
-                .find_map(|c| held_in(c, SagaRole::Compensatable));
+            let own = (role(state) == Some(SagaRole::Compensatable) && unknown_outcome).then_some(*name);
+            let nested = state.children.iter().find_map(|c| held_in(c, SagaRole::Compensatable));
             let Some(step) = prior[s].or(nested).or(own).or(outer.prior) else {
                 continue;
             };
@@ -266,13 +241,8 @@ fn machine<'m>(ctx: &mut Ctx<'_>, machine: &'m MachineSk, outer: Outer<'m>) {
         if state.children.is_empty() {
             continue;
         }
-        let end_succeeds =
-            (outer.end_succeeds && state.ends_ok) || success[i].iter().any(|&j| can_succeed[j]);
-        let inner = Outer {
-            after_pivot: after[i],
-            prior: prior[i].or(outer.prior),
-            end_succeeds,
-        };
+        let end_succeeds = (outer.end_succeeds && state.ends_ok) || success[i].iter().any(|&j| can_succeed[j]);
+        let inner = Outer { after_pivot: after[i], prior: prior[i].or(outer.prior), end_succeeds };
         for child in &state.children {
             self::machine(ctx, child, inner);
         }

@@ -65,22 +65,13 @@ pub(crate) struct Source<'t> {
 impl<'t> Source<'t> {
     /// Parse `text`; a syntax error is returned positioned.
     pub(crate) fn parse(text: &'t str) -> Result<(Value, Source<'t>), SyntaxError> {
-        let line_starts = std::iter::once(0)
-            .chain(text.match_indices('\n').map(|(i, _)| i + 1))
-            .collect();
-        let mut source = Source {
-            text,
-            line_starts,
-            tree: OnceCell::new(),
-            has_duplicates: false,
-        };
+        let line_starts = std::iter::once(0).chain(text.match_indices('\n').map(|(i, _)| i + 1)).collect();
+        let mut source = Source { text, line_starts, tree: OnceCell::new(), has_duplicates: false };
         let duplicates = Cell::new(false);
         let mut deserializer = serde_json::Deserializer::from_str(text);
-        let parsed = ValueSeed {
-            duplicates: &duplicates,
-        }
-        .deserialize(&mut deserializer)
-        .and_then(|value| deserializer.end().map(|()| value));
+        let parsed = ValueSeed { duplicates: &duplicates }
+            .deserialize(&mut deserializer)
+            .and_then(|value| deserializer.end().map(|()| value));
         match parsed {
             Ok(value) => {
                 source.has_duplicates = duplicates.get();
@@ -119,19 +110,12 @@ impl<'t> Source<'t> {
             Some(cut) => full[..cut].to_string(),
             None => full,
         };
-        SyntaxError {
-            line,
-            column,
-            message: format!("invalid JSON: {message}"),
-        }
+        SyntaxError { line, column, message: format!("invalid JSON: {message}") }
     }
 
     /// 1-based line and column (in characters) of a byte offset.
     pub(crate) fn line_column(&self, offset: usize) -> (usize, usize) {
-        let line = self
-            .line_starts
-            .partition_point(|&start| start <= offset)
-            .max(1);
+        let line = self.line_starts.partition_point(|&start| start <= offset).max(1);
         let start = self.line_starts[line - 1];
         let mut end = offset.min(self.text.len());
         while !self.text.is_char_boundary(end) {
@@ -158,11 +142,9 @@ impl<'t> Source<'t> {
                     .rev()
                     .find(|p| p.name.as_str() == segment)
                     .map(|p| (Some(p.name.range().start), &p.value)),
-                ast::Value::Array(array) => segment
-                    .parse::<usize>()
-                    .ok()
-                    .and_then(|i| array.elements.get(i))
-                    .map(|v| (None, v)),
+                ast::Value::Array(array) => {
+                    segment.parse::<usize>().ok().and_then(|i| array.elements.get(i)).map(|v| (None, v))
+                }
                 _ => None,
             };
             match next {
@@ -278,12 +260,7 @@ fn collect_duplicates(node: &ast::Value<'_>, pointer: &mut String, found: &mut V
                 let len = pointer.len();
                 push_segment(pointer, name);
                 if let Some(&first_offset) = seen.get(name) {
-                    found.push(DuplicateKey {
-                        pointer: pointer.clone(),
-                        key: name.to_string(),
-                        offset,
-                        first_offset,
-                    });
+                    found.push(DuplicateKey { pointer: pointer.clone(), key: name.to_string(), offset, first_offset });
                 } else {
                     seen.insert(name, offset);
                 }
@@ -317,11 +294,7 @@ pub(crate) fn push_segment(pointer: &mut String, key: &str) {
 }
 
 fn unescape(segment: &str) -> std::borrow::Cow<'_, str> {
-    if segment.contains('~') {
-        segment.replace("~1", "/").replace("~0", "~").into()
-    } else {
-        segment.into()
-    }
+    if segment.contains('~') { segment.replace("~1", "/").replace("~0", "~").into() } else { segment.into() }
 }
 
 #[cfg(test)]

@@ -12,9 +12,8 @@ use super::fields::{Object, json_type};
 use super::{Ctx, Loc, suggest};
 use crate::expr::{Expr, timestamp};
 use crate::model::{
-    Definition, FailField, FailState, MapState, MaxConcurrency, NumberOrPath, ParallelState,
-    PassState, PathField, SagaRole, State, StateKind, StateMachine, ToleratedFailure, Transition,
-    WaitState,
+    Definition, FailField, FailState, MapState, MaxConcurrency, NumberOrPath, ParallelState, PassState, PathField,
+    SagaRole, State, StateKind, StateMachine, ToleratedFailure, Transition, WaitState,
 };
 
 /// The shape of one machine as the graph and saga checks need it, recorded even where
@@ -66,31 +65,14 @@ pub(crate) struct Edge {
     pub(crate) errors: Vec<String>,
 }
 
-pub(crate) const STATE_TYPES: [&str; 8] = [
-    "Pass", "Task", "Choice", "Wait", "Succeed", "Fail", "Parallel", "Map",
-];
+pub(crate) const STATE_TYPES: [&str; 8] = ["Pass", "Task", "Choice", "Wait", "Succeed", "Fail", "Parallel", "Map"];
 
-const TOP_FIELDS: &[&str] = &[
-    "StartAt",
-    "States",
-    "Comment",
-    "Version",
-    "TimeoutSeconds",
-    "QueryLanguage",
-];
+const TOP_FIELDS: &[&str] = &["StartAt", "States", "Comment", "Version", "TimeoutSeconds", "QueryLanguage"];
 const BRANCH_FIELDS: &[&str] = &["StartAt", "States", "Comment"];
 const PROCESSOR_FIELDS: &[&str] = &["StartAt", "States", "Comment", "ProcessorConfig"];
 const COMMON_FIELDS: &[&str] = &["Type", "Comment", "QueryLanguage"];
-const PASS_FIELDS: &[&str] = &[
-    "InputPath",
-    "OutputPath",
-    "Parameters",
-    "Result",
-    "ResultPath",
-    "Next",
-    "End",
-    "Assign",
-];
+const PASS_FIELDS: &[&str] =
+    &["InputPath", "OutputPath", "Parameters", "Result", "ResultPath", "Next", "End", "Assign"];
 const TASK_FIELDS: &[&str] = &[
     "Resource",
     "InputPath",
@@ -111,17 +93,8 @@ const TASK_FIELDS: &[&str] = &[
     "SagaRole",
 ];
 const CHOICE_FIELDS: &[&str] = &["InputPath", "OutputPath", "Choices", "Default", "Assign"];
-const WAIT_FIELDS: &[&str] = &[
-    "InputPath",
-    "OutputPath",
-    "Seconds",
-    "SecondsPath",
-    "Timestamp",
-    "TimestampPath",
-    "Next",
-    "End",
-    "Assign",
-];
+const WAIT_FIELDS: &[&str] =
+    &["InputPath", "OutputPath", "Seconds", "SecondsPath", "Timestamp", "TimestampPath", "Next", "End", "Assign"];
 const SUCCEED_FIELDS: &[&str] = &["InputPath", "OutputPath"];
 const FAIL_FIELDS: &[&str] = &["Error", "ErrorPath", "Cause", "CausePath"];
 const PARALLEL_FIELDS: &[&str] = &[
@@ -186,10 +159,7 @@ pub(crate) struct Compiler<'c, 's> {
 
 impl<'c, 's> Compiler<'c, 's> {
     pub(crate) fn new(ctx: &'c mut Ctx<'s>) -> Self {
-        Compiler {
-            ctx,
-            names: HashMap::new(),
-        }
+        Compiler { ctx, names: HashMap::new() }
     }
 
     pub(crate) fn definition(mut self, root: &Value) -> (Option<Definition>, Option<MachineSk>) {
@@ -198,10 +168,7 @@ impl<'c, 's> Compiler<'c, 's> {
             self.ctx.error(
                 "invalid-type",
                 &at,
-                format!(
-                    "a definition must be a JSON object with StartAt and States, not {}",
-                    json_type(root)
-                ),
+                format!("a definition must be a JSON object with StartAt and States, not {}", json_type(root)),
             );
             return (None, None);
         };
@@ -209,11 +176,7 @@ impl<'c, 's> Compiler<'c, 's> {
         if let Some(version) = self.ctx.string(object, &at, "Version")
             && version != "1.0"
         {
-            self.ctx.error(
-                "invalid-value",
-                &at.key("Version"),
-                format!("Version must be \"1.0\", not \"{version}\""),
-            );
+            self.ctx.error("invalid-value", &at.key("Version"), format!("Version must be \"1.0\", not \"{version}\""));
         }
         let timeout_seconds = self.ctx.whole(object, &at, "TimeoutSeconds", 1);
         if !self.query_language(object, &at) {
@@ -222,11 +185,7 @@ impl<'c, 's> Compiler<'c, 's> {
             return (None, None);
         }
         let (machine, skeleton) = self.machine(object, &at, TOP_FIELDS, "the definition");
-        let definition = machine.map(|machine| Definition {
-            comment,
-            timeout_seconds,
-            machine,
-        });
+        let definition = machine.map(|machine| Definition { comment, timeout_seconds, machine });
         (definition, Some(skeleton))
     }
 
@@ -261,29 +220,19 @@ impl<'c, 's> Compiler<'c, 's> {
     ) -> (Option<StateMachine>, MachineSk) {
         self.ctx.unknown_fields(object, at, allowed, what);
         let start_at = self.ctx.required_string(object, at, "StartAt", what);
-        let mut skeleton = MachineSk {
-            start_at: start_at.map(|name| (name.to_string(), at.key("StartAt"))),
-            states: IndexMap::new(),
-        };
+        let mut skeleton =
+            MachineSk { start_at: start_at.map(|name| (name.to_string(), at.key("StartAt"))), states: IndexMap::new() };
         let mut states = IndexMap::new();
         let mut complete = true;
         match object.get("States") {
             None => {
-                self.ctx.error_key(
-                    "missing-field",
-                    at,
-                    format!("{what} needs a \"States\" object"),
-                );
+                self.ctx.error_key("missing-field", at, format!("{what} needs a \"States\" object"));
                 complete = false;
             }
             Some(Value::Object(map)) => {
                 let states_at = at.key("States");
                 if map.is_empty() {
-                    self.ctx.error(
-                        "invalid-value",
-                        &states_at,
-                        "States must hold at least one state",
-                    );
+                    self.ctx.error("invalid-value", &states_at, "States must hold at least one state");
                     complete = false;
                 }
                 for (name, value) in map {
@@ -300,16 +249,12 @@ impl<'c, 's> Compiler<'c, 's> {
                 }
             }
             Some(other) => {
-                self.ctx
-                    .wrong_type(&at.key("States"), "States", "an object", other);
+                self.ctx.wrong_type(&at.key("States"), "States", "an object", other);
                 complete = false;
             }
         }
         let machine = match start_at {
-            Some(start_at) if complete => Some(StateMachine {
-                start_at: start_at.to_string(),
-                states,
-            }),
+            Some(start_at) if complete => Some(StateMachine { start_at: start_at.to_string(), states }),
             _ => None,
         };
         (machine, skeleton)
@@ -350,8 +295,7 @@ impl<'c, 's> Compiler<'c, 's> {
             missing_next: false,
         };
         let Value::Object(object) = value else {
-            self.ctx
-                .wrong_type(at, &format!("state \"{name}\""), "an object", value);
+            self.ctx.wrong_type(at, &format!("state \"{name}\""), "an object", value);
             return (None, skeleton);
         };
         let kind = match object.get("Type") {
@@ -359,31 +303,22 @@ impl<'c, 's> Compiler<'c, 's> {
                 self.ctx.error_key(
                     "missing-field",
                     at,
-                    format!(
-                        "state \"{name}\" needs a \"Type\": one of {}",
-                        STATE_TYPES.join(", ")
-                    ),
+                    format!("state \"{name}\" needs a \"Type\": one of {}", STATE_TYPES.join(", ")),
                 );
                 None
             }
-            Some(Value::String(kind)) if STATE_TYPES.contains(&kind.as_str()) => {
-                Some(kind.as_str())
-            }
+            Some(Value::String(kind)) if STATE_TYPES.contains(&kind.as_str()) => Some(kind.as_str()),
             Some(Value::String(kind)) => {
                 let hint = suggest::hint(kind, STATE_TYPES);
                 self.ctx.error(
                     "unknown-state-type",
                     &at.key("Type"),
-                    format!(
-                        "unknown state type \"{kind}\"{hint}; valid types are {}",
-                        STATE_TYPES.join(", ")
-                    ),
+                    format!("unknown state type \"{kind}\"{hint}; valid types are {}", STATE_TYPES.join(", ")),
                 );
                 None
             }
             Some(other) => {
-                self.ctx
-                    .wrong_type(&at.key("Type"), "Type", "a string", other);
+                self.ctx.wrong_type(&at.key("Type"), "Type", "a string", other);
                 None
             }
         };
@@ -408,34 +343,20 @@ impl<'c, 's> Compiler<'c, 's> {
         } else {
             (PathField::Identity, PathField::Identity)
         };
-        let assign = if allowed.contains(&"Assign") {
-            self.ctx.template(object, at, "Assign")
-        } else {
-            None
-        };
+        let assign = if allowed.contains(&"Assign") { self.ctx.template(object, at, "Assign") } else { None };
         let needs_transition = allowed.contains(&"Next");
-        let transition = if needs_transition {
-            self.transition(name, object, at, &mut skeleton)
-        } else {
-            None
-        };
+        let transition = if needs_transition { self.transition(name, object, at, &mut skeleton) } else { None };
         let state_kind = match kind {
             "Pass" => Some(StateKind::Pass(self.pass(object, at))),
-            "Task" => self
-                .task(name, object, at, &mut skeleton)
-                .map(StateKind::Task),
-            "Choice" => self
-                .choice(object, at, &mut skeleton)
-                .map(StateKind::Choice),
+            "Task" => self.task(name, object, at, &mut skeleton).map(StateKind::Task),
+            "Choice" => self.choice(object, at, &mut skeleton).map(StateKind::Choice),
             "Wait" => self.wait(object, at).map(StateKind::Wait),
             "Succeed" => {
                 skeleton.ends_ok = true;
                 Some(StateKind::Succeed)
             }
             "Fail" => Some(StateKind::Fail(self.fail(object, at))),
-            "Parallel" => self
-                .parallel(object, at, &mut skeleton)
-                .map(StateKind::Parallel),
+            "Parallel" => self.parallel(object, at, &mut skeleton).map(StateKind::Parallel),
             _ => self.map(object, at, &mut skeleton).map(StateKind::Map),
         };
         if needs_transition && transition.is_none() {
@@ -516,15 +437,10 @@ impl<'c, 's> Compiler<'c, 's> {
                     );
                 }
                 _ if STATE_TYPES.iter().any(|t| allowed_fields(t).contains(&key)) => {
-                    self.ctx.error_key(
-                        "field-not-allowed",
-                        &key_at,
-                        format!("{key} is not allowed on a {kind} state"),
-                    );
+                    self.ctx.error_key("field-not-allowed", &key_at, format!("{key} is not allowed on a {kind} state"));
                 }
                 _ => {
-                    let hint =
-                        suggest::hint(key, COMMON_FIELDS.iter().chain(allowed).copied());
+                    let hint = suggest::hint(key, COMMON_FIELDS.iter().chain(allowed).copied());
                     self.ctx.error_key(
                         "unknown-field",
                         &key_at,
@@ -539,12 +455,7 @@ impl<'c, 's> Compiler<'c, 's> {
     fn generic_edges(&mut self, object: &Object, at: &Loc, skeleton: &mut StateSk) {
         let mut add = |target: Option<&Value>, loc: Loc, kind| {
             if let Some(Value::String(target)) = target {
-                skeleton.edges.push(Edge {
-                    target: target.clone(),
-                    loc,
-                    kind,
-                    errors: Vec::new(),
-                });
+                skeleton.edges.push(Edge { target: target.clone(), loc, kind, errors: Vec::new() });
             }
         };
         add(object.get("Next"), at.key("Next"), EdgeKind::Next);
@@ -560,13 +471,7 @@ impl<'c, 's> Compiler<'c, 's> {
     }
 
     /// `Next` or `End`, exactly one.
-    fn transition(
-        &mut self,
-        name: &str,
-        object: &Object,
-        at: &Loc,
-        skeleton: &mut StateSk,
-    ) -> Option<Transition> {
+    fn transition(&mut self, name: &str, object: &Object, at: &Loc, skeleton: &mut StateSk) -> Option<Transition> {
         let next = self.ctx.string(object, at, "Next");
         let end = self.ctx.boolean(object, at, "End");
         if let Some(next) = next {
@@ -618,10 +523,7 @@ impl<'c, 's> Compiler<'c, 's> {
     }
 
     fn wait(&mut self, object: &Object, at: &Loc) -> Option<WaitState> {
-        let present: Vec<&str> = WAIT_KINDS
-            .into_iter()
-            .filter(|k| object.contains_key(*k))
-            .collect();
+        let present: Vec<&str> = WAIT_KINDS.into_iter().filter(|k| object.contains_key(*k)).collect();
         match present.as_slice() {
             [] => {
                 self.ctx.error_key(
@@ -650,14 +552,8 @@ impl<'c, 's> Compiler<'c, 's> {
                         }
                         Some(WaitState::Timestamp(text.to_string()))
                     }
-                    "SecondsPath" => self
-                        .ctx
-                        .reference_path(&object[*key], &key_at, key)
-                        .map(WaitState::SecondsPath),
-                    _ => self
-                        .ctx
-                        .reference_path(&object[*key], &key_at, key)
-                        .map(WaitState::TimestampPath),
+                    "SecondsPath" => self.ctx.reference_path(&object[*key], &key_at, key).map(WaitState::SecondsPath),
+                    _ => self.ctx.reference_path(&object[*key], &key_at, key).map(WaitState::TimestampPath),
                 }
             }
             [first, second, ..] => {
@@ -681,13 +577,7 @@ impl<'c, 's> Compiler<'c, 's> {
         }
     }
 
-    fn fail_field(
-        &mut self,
-        object: &Object,
-        at: &Loc,
-        literal: &str,
-        path: &str,
-    ) -> Option<FailField> {
+    fn fail_field(&mut self, object: &Object, at: &Loc, literal: &str, path: &str) -> Option<FailField> {
         if self.ctx.exclusive(object, at, literal, path) {
             return None;
         }
@@ -698,19 +588,13 @@ impl<'c, 's> Compiler<'c, 's> {
         match Expr::parse(text) {
             Ok(expr) => Some(FailField::Dynamic(expr)),
             Err(err) => {
-                self.ctx
-                    .expr_error("invalid-expression", &at.key(path), path, &err);
+                self.ctx.expr_error("invalid-expression", &at.key(path), path, &err);
                 None
             }
         }
     }
 
-    fn parallel(
-        &mut self,
-        object: &Object,
-        at: &Loc,
-        skeleton: &mut StateSk,
-    ) -> Option<Box<ParallelState>> {
+    fn parallel(&mut self, object: &Object, at: &Loc, skeleton: &mut StateSk) -> Option<Box<ParallelState>> {
         let branches = match object.get("Branches") {
             None => {
                 self.ctx.error_key(
@@ -724,23 +608,17 @@ impl<'c, 's> Compiler<'c, 's> {
             Some(Value::Array(items)) => {
                 let branches_at = at.key("Branches");
                 if items.is_empty() {
-                    self.ctx.error(
-                        "invalid-value",
-                        &branches_at,
-                        "Branches must hold at least one branch",
-                    );
+                    self.ctx.error("invalid-value", &branches_at, "Branches must hold at least one branch");
                 }
                 let mut branches = Some(Vec::with_capacity(items.len()));
                 for (i, item) in items.iter().enumerate() {
                     let branch_at = branches_at.index(i);
                     let Value::Object(branch) = item else {
-                        self.ctx
-                            .wrong_type(&branch_at, "a branch", "an object", item);
+                        self.ctx.wrong_type(&branch_at, "a branch", "an object", item);
                         branches = None;
                         continue;
                     };
-                    let (machine, child) =
-                        self.machine(branch, &branch_at, BRANCH_FIELDS, "a Parallel branch");
+                    let (machine, child) = self.machine(branch, &branch_at, BRANCH_FIELDS, "a Parallel branch");
                     skeleton.children.push(child);
                     match (machine, branches.as_mut()) {
                         (Some(machine), Some(list)) => list.push(machine),
@@ -750,25 +628,18 @@ impl<'c, 's> Compiler<'c, 's> {
                 branches.filter(|b| !b.is_empty())
             }
             Some(other) => {
-                self.ctx
-                    .wrong_type(&at.key("Branches"), "Branches", "an array", other);
+                self.ctx.wrong_type(&at.key("Branches"), "Branches", "an array", other);
                 None
             }
         };
         let parameters = self.ctx.template(object, at, "Parameters");
         let resilience = self.resilience(object, at, skeleton);
-        Some(Box::new(ParallelState {
-            branches: branches?,
-            parameters,
-            resilience,
-        }))
+        Some(Box::new(ParallelState { branches: branches?, parameters, resilience }))
     }
 
     fn map(&mut self, object: &Object, at: &Loc, skeleton: &mut StateSk) -> Option<Box<MapState>> {
         self.ctx.exclusive(object, at, "ItemProcessor", "Iterator");
-        let processor_key = ["ItemProcessor", "Iterator"]
-            .into_iter()
-            .find(|k| object.contains_key(*k));
+        let processor_key = ["ItemProcessor", "Iterator"].into_iter().find(|k| object.contains_key(*k));
         let mut distributed = false;
         let processor = match processor_key {
             None => {
@@ -785,12 +656,8 @@ impl<'c, 's> Compiler<'c, 's> {
                 match &object[key] {
                     Value::Object(processor) => {
                         distributed = self.processor_config(processor, &processor_at);
-                        let (machine, child) = self.machine(
-                            processor,
-                            &processor_at,
-                            PROCESSOR_FIELDS,
-                            &format!("a Map {key}"),
-                        );
+                        let (machine, child) =
+                            self.machine(processor, &processor_at, PROCESSOR_FIELDS, &format!("a Map {key}"));
                         skeleton.children.push(child);
                         machine
                     }
@@ -808,21 +675,15 @@ impl<'c, 's> Compiler<'c, 's> {
         } else {
             self.ctx.template(object, at, "Parameters")
         };
-        let max_concurrency =
-            if self
-                .ctx
-                .exclusive(object, at, "MaxConcurrency", "MaxConcurrencyPath")
-            {
-                None
-            } else if let Some(value) = object.get("MaxConcurrencyPath") {
-                self.ctx
-                    .reference_path(value, &at.key("MaxConcurrencyPath"), "MaxConcurrencyPath")
-                    .map(MaxConcurrency::Path)
-            } else {
-                self.ctx
-                    .whole(object, at, "MaxConcurrency", 0)
-                    .map(MaxConcurrency::Value)
-            };
+        let max_concurrency = if self.ctx.exclusive(object, at, "MaxConcurrency", "MaxConcurrencyPath") {
+            None
+        } else if let Some(value) = object.get("MaxConcurrencyPath") {
+            self.ctx
+                .reference_path(value, &at.key("MaxConcurrencyPath"), "MaxConcurrencyPath")
+                .map(MaxConcurrency::Path)
+        } else {
+            self.ctx.whole(object, at, "MaxConcurrency", 0).map(MaxConcurrency::Value)
+        };
         let tolerated_failure = ToleratedFailure {
             count: self.number_or_path(object, at, "ToleratedFailureCount", false),
             percentage: self.number_or_path(object, at, "ToleratedFailurePercentage", true),
@@ -831,11 +692,7 @@ impl<'c, 's> Compiler<'c, 's> {
         if let Some(label) = &label
             && label.chars().count() > 40
         {
-            self.ctx.error(
-                "invalid-value",
-                &at.key("Label"),
-                "Label must be at most 40 characters",
-            );
+            self.ctx.error("invalid-value", &at.key("Label"), "Label must be at most 40 characters");
         }
         let resilience = self.resilience(object, at, skeleton);
         Some(Box::new(MapState {
@@ -857,12 +714,10 @@ impl<'c, 's> Compiler<'c, 's> {
         };
         let at = at.key("ProcessorConfig");
         let Value::Object(config) = value else {
-            self.ctx
-                .wrong_type(&at, "ProcessorConfig", "an object", value);
+            self.ctx.wrong_type(&at, "ProcessorConfig", "an object", value);
             return false;
         };
-        self.ctx
-            .unknown_fields(config, &at, &["Mode", "ExecutionType"], "ProcessorConfig");
+        self.ctx.unknown_fields(config, &at, &["Mode", "ExecutionType"], "ProcessorConfig");
         if let Some(kind) = self.ctx.string(config, &at, "ExecutionType")
             && kind != "STANDARD"
             && kind != "EXPRESS"
@@ -888,36 +743,20 @@ impl<'c, 's> Compiler<'c, 's> {
     }
 
     /// `ToleratedFailureCount`/`...Percentage` and their `Path` forms.
-    fn number_or_path(
-        &mut self,
-        object: &Object,
-        at: &Loc,
-        key: &str,
-        percentage: bool,
-    ) -> Option<NumberOrPath> {
+    fn number_or_path(&mut self, object: &Object, at: &Loc, key: &str, percentage: bool) -> Option<NumberOrPath> {
         let path_key = format!("{key}Path");
         if self.ctx.exclusive(object, at, key, &path_key) {
             return None;
         }
         if let Some(value) = object.get(&path_key) {
-            return self
-                .ctx
-                .reference_path(value, &at.key(&path_key), &path_key)
-                .map(NumberOrPath::Path);
+            return self.ctx.reference_path(value, &at.key(&path_key), &path_key).map(NumberOrPath::Path);
         }
         if !percentage {
-            return self
-                .ctx
-                .whole(object, at, key, 0)
-                .map(|n| NumberOrPath::Number(n as f64));
+            return self.ctx.whole(object, at, key, 0).map(|n| NumberOrPath::Number(n as f64));
         }
         let value = self.ctx.number(object, at, key)?;
         if !(0.0..=100.0).contains(&value) {
-            self.ctx.error(
-                "invalid-value",
-                &at.key(key),
-                format!("{key} must be between 0 and 100; found {value}"),
-            );
+            self.ctx.error("invalid-value", &at.key(key), format!("{key} must be between 0 and 100; found {value}"));
             return None;
         }
         Some(NumberOrPath::Number(value))

@@ -2,10 +2,7 @@
 //! name is already known to be wrong, so valid definitions never pay for it.
 
 /// The candidate closest to `wrong`, if one is close enough to be a plausible typo.
-pub(crate) fn closest<'a>(
-    wrong: &str,
-    candidates: impl IntoIterator<Item = &'a str>,
-) -> Option<&'a str> {
+pub(crate) fn closest<'a>(wrong: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
     let wrong_lower = wrong.to_lowercase();
     // A third of the length, at least one edit: "Tsk" -> "Task", "ChargePaymnt" ->
     // "ChargePayment", but not "A" -> "B".
@@ -34,10 +31,7 @@ mod tests {
 
     #[test]
     fn finds_typos_but_not_strangers() {
-        assert_eq!(
-            closest("ChargePaymnt", ["Reserve", "ChargePayment"]),
-            Some("ChargePayment")
-        );
+        assert_eq!(closest("ChargePaymnt", ["Reserve", "ChargePayment"]), Some("ChargePayment"));
         assert_eq!(closest("Tsk", ["Pass", "Task"]), Some("Task"));
         assert_eq!(closest("pass", ["Pass", "Task"]), Some("Pass"));
         assert_eq!(closest("Shipping", ["Pass", "Task"]), None);

@@ -10,13 +10,7 @@ use super::{Loc, suggest};
 use crate::errors;
 use crate::model::{Compensation, SagaRole, TaskState, Timeout};
 
-const COMPENSATE_FIELDS: &[&str] = &[
-    "Resource",
-    "Parameters",
-    "Retry",
-    "TimeoutSeconds",
-    "Comment",
-];
+const COMPENSATE_FIELDS: &[&str] = &["Resource", "Parameters", "Retry", "TimeoutSeconds", "Comment"];
 const SAGA_ROLES: [&str; 4] = ["compensatable", "pivot", "retriable", "readonly"];
 
 impl Compiler<'_, '_> {
@@ -27,24 +21,19 @@ impl Compiler<'_, '_> {
         at: &Loc,
         skeleton: &mut StateSk,
     ) -> Option<Box<TaskState>> {
-        let resource = self
-            .ctx
-            .required_string(object, at, "Resource", "a Task state");
+        let resource = self.ctx.required_string(object, at, "Resource", "a Task state");
         let resource_ok = resource.is_some_and(|r| self.resource(r, &at.key("Resource")));
         let parameters = self.ctx.template(object, at, "Parameters");
         let resilience = self.resilience(object, at, skeleton);
         let timeout = self.timeout(object, at, "TimeoutSeconds", "TimeoutSecondsPath");
         let heartbeat = self.timeout(object, at, "HeartbeatSeconds", "HeartbeatSecondsPath");
-        if let (Some(Timeout::Seconds(timeout)), Some(Timeout::Seconds(heartbeat))) =
-            (&timeout, &heartbeat)
+        if let (Some(Timeout::Seconds(timeout)), Some(Timeout::Seconds(heartbeat))) = (&timeout, &heartbeat)
             && heartbeat >= timeout
         {
             self.ctx.error(
                 "invalid-value",
                 &at.key("HeartbeatSeconds"),
-                format!(
-                    "HeartbeatSeconds ({heartbeat}) must be smaller than TimeoutSeconds ({timeout})"
-                ),
+                format!("HeartbeatSeconds ({heartbeat}) must be smaller than TimeoutSeconds ({timeout})"),
             );
         }
         let compensate = match object.get("Compensate") {
@@ -74,12 +63,10 @@ impl Compiler<'_, '_> {
             _ => {}
         }
         let role = saga_role.or(has_compensate.then_some(SagaRole::Compensatable));
-        let absorbs_failures = resilience.retry.iter().any(|r| {
-            r.max_attempts > 0
-                && r.error_equals
-                    .iter()
-                    .any(|e| e == errors::ALL || e == errors::TASK_FAILED)
-        });
+        let absorbs_failures = resilience
+            .retry
+            .iter()
+            .any(|r| r.max_attempts > 0 && r.error_equals.iter().any(|e| e == errors::ALL || e == errors::TASK_FAILED));
         if resource_ok && role.is_none() && !object.contains_key("SagaRole") {
             self.ctx.warn_key(
                 "no-saga-role",
@@ -100,10 +87,7 @@ impl Compiler<'_, '_> {
                 ),
             );
         }
-        skeleton.task = Some(TaskSk {
-            role,
-            absorbs_failures,
-        });
+        skeleton.task = Some(TaskSk { role, absorbs_failures });
         Some(Box::new(TaskState {
             resource: resource?.to_string(),
             parameters,
@@ -173,9 +157,7 @@ impl Compiler<'_, '_> {
             return self.ctx.whole(object, at, seconds, 1).map(Timeout::Seconds);
         }
         let value = object.get(path)?;
-        self.ctx
-            .reference_path(value, &at.key(path), path)
-            .map(Timeout::Path)
+        self.ctx.reference_path(value, &at.key(path), path).map(Timeout::Path)
     }
 
     pub(crate) fn compensation(&mut self, value: &Value, at: &Loc) -> Option<Compensation> {
@@ -183,23 +165,15 @@ impl Compiler<'_, '_> {
             self.ctx.wrong_type(at, "Compensate", "an object", value);
             return None;
         };
-        self.ctx
-            .unknown_fields(object, at, COMPENSATE_FIELDS, "Compensate");
-        let resource = self
-            .ctx
-            .required_string(object, at, "Resource", "Compensate");
+        self.ctx.unknown_fields(object, at, COMPENSATE_FIELDS, "Compensate");
+        let resource = self.ctx.required_string(object, at, "Resource", "Compensate");
         if let Some(resource) = resource {
             self.resource(resource, &at.key("Resource"));
         }
         let parameters = self.ctx.template(object, at, "Parameters");
         let retry = self.retriers(object, at);
         let timeout_seconds = self.ctx.whole(object, at, "TimeoutSeconds", 1);
-        Some(Compensation {
-            resource: resource?.to_string(),
-            parameters,
-            retry,
-            timeout_seconds,
-        })
+        Some(Compensation { resource: resource?.to_string(), parameters, retry, timeout_seconds })
     }
 }
 
@@ -207,25 +181,15 @@ impl Compiler<'_, '_> {
 fn check_grpc(rest: &str) -> Result<(), String> {
     let parts: Vec<&str> = rest.split('/').collect();
     let [participant, service, method] = parts.as_slice() else {
-        return Err(format!(
-            "\"grpc://{rest}\" has {} part(s) after grpc:// where three are needed",
-            parts.len()
-        ));
+        return Err(format!("\"grpc://{rest}\" has {} part(s) after grpc:// where three are needed", parts.len()));
     };
     let is_identifier = |s: &str| {
         let mut chars = s.chars();
-        chars
-            .next()
-            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
             && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
     };
-    let participant_ok = participant
-        .chars()
-        .next()
-        .is_some_and(|c| c.is_ascii_alphabetic())
-        && participant
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    let participant_ok = participant.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
+        && participant.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
     if !participant_ok {
         return Err(format!(
             "participant alias \"{participant}\" must start with a letter and use only letters, \

@@ -6,8 +6,8 @@ use serde_json::json;
 use super::{compile, compile_value};
 use crate::diagnostic::{Diagnostic, Severity};
 use crate::model::{
-    ChoiceRule, FailField, JitterStrategy, MaxConcurrency, Operand, Operator, PathField, SagaRole,
-    StateKind, Timeout, Transition, WaitState,
+    ChoiceRule, FailField, JitterStrategy, MaxConcurrency, Operand, Operator, PathField, SagaRole, StateKind, Timeout,
+    Transition, WaitState,
 };
 
 /// The diagnostics of a definition that must not compile.
@@ -38,9 +38,7 @@ fn codes_of(value: serde_json::Value) -> Vec<&'static str> {
 
 #[test]
 fn malformed_json_is_positioned() {
-    let d = only(
-        "{\n  \"StartAt\": \"A\",\n  \"States\": {\n    \"A\": {\"Type\": \"Succeed\"},\n  }\n}",
-    );
+    let d = only("{\n  \"StartAt\": \"A\",\n  \"States\": {\n    \"A\": {\"Type\": \"Succeed\"},\n  }\n}");
     assert_eq!(d.code, "json-syntax");
     assert_eq!((d.line, d.column), (5, 3));
     assert!(d.message.contains("trailing comma"), "{}", d.message);
@@ -48,11 +46,7 @@ fn malformed_json_is_positioned() {
     let d = only("{\"StartAt\": \"A");
     assert_eq!(d.code, "json-syntax");
     assert_eq!((d.line, d.column), (1, 14));
-    assert!(
-        d.message.contains("EOF while parsing a string"),
-        "{}",
-        d.message
-    );
+    assert!(d.message.contains("EOF while parsing a string"), "{}", d.message);
 }
 
 #[test]
@@ -100,12 +94,7 @@ fn missing_next() {
     assert_eq!((d.line, d.column), (2, 3));
     assert_eq!(d.pointer, "/States/A");
     assert_eq!(d.state.as_deref(), Some("A"));
-    assert!(
-        d.message
-            .starts_with("state \"A\" has neither Next nor End"),
-        "{}",
-        d.message
-    );
+    assert!(d.message.starts_with("state \"A\" has neither Next nor End"), "{}", d.message);
 }
 
 #[test]
@@ -170,10 +159,7 @@ fn did_you_mean_for_a_misspelled_target() {
     assert_eq!((d.line, d.column), (2, 39));
     assert_eq!(d.pointer, "/States/Reserve/Next");
     assert_eq!(d.state.as_deref(), Some("Reserve"));
-    assert_eq!(
-        d.message,
-        "state \"ChargePaymnt\" does not exist (did you mean \"ChargePayment\"?)"
-    );
+    assert_eq!(d.message, "state \"ChargePaymnt\" does not exist (did you mean \"ChargePayment\"?)");
     assert_eq!(
         d.display_in("order.asl.json").to_string(),
         "order.asl.json:2:39 /States/Reserve/Next: state \"ChargePaymnt\" does not exist (did \
@@ -229,24 +215,15 @@ fn warnings_are_kept_apart_from_errors() {
 }}"#,
     );
     let severities: Vec<Severity> = all.iter().map(|d| d.severity).collect();
-    assert_eq!(
-        severities,
-        [Severity::Error, Severity::Error, Severity::Warning, Severity::Warning]
-    );
+    assert_eq!(severities, [Severity::Error, Severity::Error, Severity::Warning, Severity::Warning]);
     assert_eq!(all[0].code, "missing-next");
     assert_eq!(all[1].code, "unknown-field");
-    assert!(
-        all[1].message.contains("did you mean \"End\""),
-        "{}",
-        all[1].message
-    );
+    assert!(all[1].message.contains("did you mean \"End\""), "{}", all[1].message);
 }
 
 #[test]
 fn jsonata_is_refused_clearly() {
-    let d = only(
-        r#"{"QueryLanguage": "JSONata", "StartAt": "A", "States": {"A": {"Type": "Succeed"}}}"#,
-    );
+    let d = only(r#"{"QueryLanguage": "JSONata", "StartAt": "A", "States": {"A": {"Type": "Succeed"}}}"#);
     assert_eq!(d.code, "unsupported-query-language");
     assert_eq!(d.message, "JSONata is not supported yet; use JSONPath");
 }
@@ -260,89 +237,36 @@ fn field_rules_per_state_type() {
         }
         codes_of(json!({"StartAt": "T", "States": {"T": state}}))
     };
+    assert_eq!(task(json!({"TimeoutSeconds": 5, "TimeoutSecondsPath": "$.t"})), ["exclusive-fields"]);
+    assert_eq!(task(json!({"TimeoutSeconds": 5, "HeartbeatSeconds": 5})), ["invalid-value"]);
+    assert_eq!(task(json!({"Retry": [{"ErrorEquals": ["States.Timout"]}]})), ["unknown-error-name"]);
     assert_eq!(
-        task(json!({"TimeoutSeconds": 5, "TimeoutSecondsPath": "$.t"})),
-        ["exclusive-fields"]
-    );
-    assert_eq!(
-        task(json!({"TimeoutSeconds": 5, "HeartbeatSeconds": 5})),
-        ["invalid-value"]
-    );
-    assert_eq!(
-        task(json!({"Retry": [{"ErrorEquals": ["States.Timout"]}]})),
-        ["unknown-error-name"]
-    );
-    assert_eq!(
-        task(
-            json!({"Retry": [{"ErrorEquals": ["E"], "IntervalSeconds": 0, "MaxAttempts": -1,
-                               "BackoffRate": 0.5, "MaxDelaySeconds": 0, "JitterStrategy": "SOME"}]})
-        ),
+        task(json!({"Retry": [{"ErrorEquals": ["E"], "IntervalSeconds": 0, "MaxAttempts": -1,
+                               "BackoffRate": 0.5, "MaxDelaySeconds": 0, "JitterStrategy": "SOME"}]})),
         ["invalid-value"; 5]
     );
-    assert_eq!(
-        task(json!({"Retry": [{"ErrorEquals": []}]})),
-        ["invalid-value"]
-    );
+    assert_eq!(task(json!({"Retry": [{"ErrorEquals": []}]})), ["invalid-value"]);
     assert_eq!(task(json!({"Credentials": {}})), ["unsupported-field"]);
     assert_eq!(task(json!({"Resource": "lambda"})), ["invalid-resource"]);
-    assert_eq!(
-        task(json!({"Resource": "grpc://payment/Payment/Charge"})),
-        ["invalid-resource"]
-    );
-    assert_eq!(
-        task(json!({"Parameters": {"a.$": 3}})),
-        ["invalid-template"]
-    );
-    assert_eq!(
-        task(json!({"Parameters": {"a.$": "$$$"}})),
-        ["invalid-template"]
-    );
+    assert_eq!(task(json!({"Resource": "grpc://payment/Payment/Charge"})), ["invalid-resource"]);
+    assert_eq!(task(json!({"Parameters": {"a.$": 3}})), ["invalid-template"]);
+    assert_eq!(task(json!({"Parameters": {"a.$": "$$$"}})), ["invalid-template"]);
     assert_eq!(task(json!({"ResultPath": "$$.x"})), ["invalid-path"]);
     assert_eq!(task(json!({"InputPath": "$.a[*]"})), ["invalid-path"]);
-    assert_eq!(
-        task(json!({"Assign": {"1x": 1}})),
-        ["invalid-variable-name"]
-    );
+    assert_eq!(task(json!({"Assign": {"1x": 1}})), ["invalid-variable-name"]);
 
     let one = |state: serde_json::Value| codes_of(json!({"StartAt": "S", "States": {"S": state}}));
     assert_eq!(one(json!({"Type": "Wait", "End": true})), ["missing-field"]);
-    assert_eq!(
-        one(json!({"Type": "Wait", "End": true, "Seconds": 1, "SecondsPath": "$.s"})),
-        ["exclusive-fields"]
-    );
-    assert_eq!(
-        one(json!({"Type": "Wait", "End": true, "Timestamp": "yesterday"})),
-        ["invalid-timestamp"]
-    );
-    assert_eq!(
-        one(json!({"Type": "Fail", "Error": "E", "ErrorPath": "$.e"})),
-        ["exclusive-fields"]
-    );
-    assert_eq!(
-        one(json!({"Type": "Fail", "CausePath": "States.Nope("})),
-        ["invalid-expression"]
-    );
-    assert_eq!(
-        one(json!({"Type": "Succeed", "Next": "S"})),
-        ["field-not-allowed"]
-    );
-    assert_eq!(
-        one(json!({"Type": "Parallel", "End": true})),
-        ["missing-field"]
-    );
+    assert_eq!(one(json!({"Type": "Wait", "End": true, "Seconds": 1, "SecondsPath": "$.s"})), ["exclusive-fields"]);
+    assert_eq!(one(json!({"Type": "Wait", "End": true, "Timestamp": "yesterday"})), ["invalid-timestamp"]);
+    assert_eq!(one(json!({"Type": "Fail", "Error": "E", "ErrorPath": "$.e"})), ["exclusive-fields"]);
+    assert_eq!(one(json!({"Type": "Fail", "CausePath": "States.Nope("})), ["invalid-expression"]);
+    assert_eq!(one(json!({"Type": "Succeed", "Next": "S"})), ["field-not-allowed"]);
+    assert_eq!(one(json!({"Type": "Parallel", "End": true})), ["missing-field"]);
     assert_eq!(one(json!({"Type": "Map", "End": true})), ["missing-field"]);
-    assert_eq!(
-        one(json!({"Type": "Pass", "End": true, "SagaRole": "pivot"})),
-        ["saga-role-not-on-task"]
-    );
-    assert_eq!(
-        one(json!({"Type": "Pass", "End": true, "QueryLanguage": "JSONata"})),
-        ["unsupported-query-language"]
-    );
-    assert_eq!(
-        one(json!({"Type": "Pass", "End": true, "Arguments": {}})),
-        ["unknown-field"]
-    );
+    assert_eq!(one(json!({"Type": "Pass", "End": true, "SagaRole": "pivot"})), ["saga-role-not-on-task"]);
+    assert_eq!(one(json!({"Type": "Pass", "End": true, "QueryLanguage": "JSONata"})), ["unsupported-query-language"]);
+    assert_eq!(one(json!({"Type": "Pass", "End": true, "Arguments": {}})), ["unknown-field"]);
     let processor = json!({"StartAt": "I", "States": {"I": {"Type": "Succeed"}}});
     assert_eq!(
         one(json!({"Type": "Map", "End": true, "ItemProcessor": processor, "Iterator": processor})),
@@ -353,18 +277,14 @@ fn field_rules_per_state_type() {
         ["unsupported-field"]
     );
     assert_eq!(
-        one(
-            json!({"Type": "Map", "End": true, "ItemSelector": {}, "Parameters": {},
-                   "ItemProcessor": processor})
-        ),
+        one(json!({"Type": "Map", "End": true, "ItemSelector": {}, "Parameters": {},
+                   "ItemProcessor": processor})),
         ["exclusive-fields"]
     );
     assert_eq!(
-        one(
-            json!({"Type": "Map", "End": true, "ToleratedFailurePercentage": 150,
+        one(json!({"Type": "Map", "End": true, "ToleratedFailurePercentage": 150,
                    "ItemProcessor": {"ProcessorConfig": {"Mode": "PARALLEL"},
-                                     "StartAt": "I", "States": {"I": {"Type": "Succeed"}}}})
-        ),
+                                     "StartAt": "I", "States": {"I": {"Type": "Succeed"}}}})),
         ["invalid-value", "invalid-value"]
     );
 }
@@ -377,42 +297,18 @@ fn choice_rules() {
             "D": {"Type": "Succeed"}}}))
     };
     assert!(choice(json!({"Variable": "$.a", "IsPresent": true, "Next": "D"})).is_empty());
-    assert_eq!(
-        choice(json!({"Variable": "$.a", "Next": "D"})),
-        ["missing-choice-operator"]
-    );
+    assert_eq!(choice(json!({"Variable": "$.a", "Next": "D"})), ["missing-choice-operator"]);
     assert_eq!(
         choice(json!({"Variable": "$.a", "StringEquals": "x", "IsNull": true, "Next": "D"})),
         ["multiple-choice-operators"]
     );
-    assert_eq!(
-        choice(json!({"StringEquals": "x", "Next": "D"})),
-        ["missing-field"]
-    );
-    assert_eq!(
-        choice(json!({"Variable": "$.a", "StringEqual": "x", "Next": "D"})),
-        ["unknown-field"]
-    );
-    assert_eq!(
-        choice(json!({"Variable": "$.a", "IsNull": "yes", "Next": "D"})),
-        ["invalid-type"]
-    );
-    assert_eq!(
-        choice(json!({"Variable": "$.a", "NumericEquals": "1", "Next": "D"})),
-        ["invalid-type"]
-    );
-    assert_eq!(
-        choice(json!({"Variable": "$.a", "TimestampEquals": "noon", "Next": "D"})),
-        ["invalid-timestamp"]
-    );
-    assert_eq!(
-        choice(json!({"Variable": "$.a", "StringEqualsPath": "a", "Next": "D"})),
-        ["invalid-path"]
-    );
-    assert_eq!(
-        choice(json!({"Variable": "$.a", "IsNull": true})),
-        ["missing-field"]
-    );
+    assert_eq!(choice(json!({"StringEquals": "x", "Next": "D"})), ["missing-field"]);
+    assert_eq!(choice(json!({"Variable": "$.a", "StringEqual": "x", "Next": "D"})), ["unknown-field"]);
+    assert_eq!(choice(json!({"Variable": "$.a", "IsNull": "yes", "Next": "D"})), ["invalid-type"]);
+    assert_eq!(choice(json!({"Variable": "$.a", "NumericEquals": "1", "Next": "D"})), ["invalid-type"]);
+    assert_eq!(choice(json!({"Variable": "$.a", "TimestampEquals": "noon", "Next": "D"})), ["invalid-timestamp"]);
+    assert_eq!(choice(json!({"Variable": "$.a", "StringEqualsPath": "a", "Next": "D"})), ["invalid-path"]);
+    assert_eq!(choice(json!({"Variable": "$.a", "IsNull": true})), ["missing-field"]);
     assert_eq!(choice(json!({"And": [], "Next": "D"})), ["invalid-value"]);
     assert_eq!(choice(json!({"Not": [], "Next": "D"})), ["invalid-type"]);
     assert_eq!(
@@ -420,9 +316,7 @@ fn choice_rules() {
         ["nested-choice-next"]
     );
     assert_eq!(
-        choice(
-            json!({"And": [{"Variable": "$.a", "IsNull": true}], "Variable": "$.b", "Next": "D"})
-        ),
+        choice(json!({"And": [{"Variable": "$.a", "IsNull": true}], "Variable": "$.b", "Next": "D"})),
         ["invalid-choice-rule"]
     );
 }
@@ -444,14 +338,7 @@ fn saga_soundness() {
         "Reserve": {"Type": "Task", "Resource": grpc("Reserve"), "Compensate": compensate, "Next": "Notify"},
         "Notify": {"Type": "Task", "Resource": grpc("Notify"), "SagaRole": "readonly", "Next": "Again"},
         "Again": {"Type": "Task", "Resource": grpc("Again"), "SagaRole": "pivot", "Retry": retry_all, "End": true}}});
-    assert_eq!(
-        codes_of(after_pivot),
-        [
-            "compensatable-after-pivot",
-            "not-retriable-after-pivot",
-            "multiple-pivots"
-        ]
-    );
+    assert_eq!(codes_of(after_pivot), ["compensatable-after-pivot", "not-retriable-after-pivot", "multiple-pivots"]);
 
     let two_branches = json!({"StartAt": "P", "States": {"P": {"Type": "Parallel", "End": true, "Branches": [
         {"StartAt": "A", "States": {"A": {"Type": "Task", "Resource": grpc("A"), "SagaRole": "pivot", "End": true}}},
@@ -464,11 +351,7 @@ fn saga_soundness() {
         "C": {"Type": "Task", "Resource": grpc("C"), "SagaRole": "retriable", "End": true}}});
     assert_eq!(
         codes_of(roles),
-        [
-            "compensatable-without-compensation",
-            "saga-role-conflict",
-            "retriable-without-retry"
-        ]
+        ["compensatable-without-compensation", "saga-role-conflict", "retriable-without-retry"]
     );
 
     // A Catch that ends the execution in Succeed after Reserve completed: a warning.
@@ -565,18 +448,11 @@ fn the_model_is_filled_completely() {
     assert!(matches!(reserve.output_path, PathField::Null));
     assert_eq!(reserve.transition, Some(Transition::Next("Route".into())));
     assert!(reserve.assign.is_some());
-    let StateKind::Task(task) = &reserve.kind else {
-        panic!("Task")
-    };
-    assert_eq!(
-        task.resource,
-        "grpc://inventory/inventory.v1.Inventory/Reserve"
-    );
+    let StateKind::Task(task) = &reserve.kind else { panic!("Task") };
+    assert_eq!(task.resource, "grpc://inventory/inventory.v1.Inventory/Reserve");
     assert!(task.parameters.is_some());
     assert!(task.resilience.result_selector.is_some());
-    assert!(
-        matches!(&task.resilience.result_path, PathField::Path(p) if p.as_str() == "$.reservation")
-    );
+    assert!(matches!(&task.resilience.result_path, PathField::Path(p) if p.as_str() == "$.reservation"));
     assert!(matches!(&task.timeout, Some(Timeout::Path(p)) if p.as_str() == "$.timeout"));
     assert!(matches!(task.heartbeat, Some(Timeout::Seconds(10))));
     let retrier = &task.resilience.retry[0];
@@ -586,15 +462,9 @@ fn the_model_is_filled_completely() {
     assert_eq!(retrier.max_delay_seconds, Some(30));
     assert_eq!(retrier.jitter, JitterStrategy::Full);
     let catcher = &task.resilience.catch[0];
-    assert_eq!(
-        (catcher.error_equals.as_slice(), catcher.next.as_str()),
-        (&["States.ALL".to_string()][..], "Failed")
-    );
+    assert_eq!((catcher.error_equals.as_slice(), catcher.next.as_str()), (&["States.ALL".to_string()][..], "Failed"));
     let compensation = task.compensate.as_ref().expect("compensation");
-    assert_eq!(
-        compensation.resource,
-        "grpc://inventory/inventory.v1.Inventory/Release"
-    );
+    assert_eq!(compensation.resource, "grpc://inventory/inventory.v1.Inventory/Release");
     assert!(compensation.parameters.is_some());
     assert_eq!(compensation.retry[0].max_attempts, 3, "defaults apply");
     assert_eq!(compensation.retry[0].backoff_rate, 2.0);
@@ -602,21 +472,13 @@ fn the_model_is_filled_completely() {
     assert_eq!(task.saga_role, None);
     assert_eq!(task.effective_role(), Some(SagaRole::Compensatable));
 
-    let StateKind::Choice(choice) = &machine.states["Route"].kind else {
-        panic!("Choice")
-    };
+    let StateKind::Choice(choice) = &machine.states["Route"].kind else { panic!("Choice") };
     assert_eq!(choice.default.as_deref(), Some("Failed"));
     assert_eq!(choice.choices.len(), 2);
-    let ChoiceRule::Not(inner) = &choice.choices[0].rule else {
-        panic!("Not")
-    };
+    let ChoiceRule::Not(inner) = &choice.choices[0].rule else { panic!("Not") };
     assert!(matches!(
         &**inner,
-        ChoiceRule::Compare {
-            operator: Operator::NumericGreaterThan,
-            operand: Operand::Path(_),
-            ..
-        }
+        ChoiceRule::Compare { operator: Operator::NumericGreaterThan, operand: Operand::Path(_), .. }
     ));
     assert!(choice.choices[1].assign.is_some());
     assert!(matches!(&choice.choices[1].rule, ChoiceRule::And(rules) if rules.len() == 2));
@@ -626,36 +488,23 @@ fn the_model_is_filled_completely() {
         matches!(&machine.states["Wait"].kind, StateKind::Wait(WaitState::Timestamp(t)) if t == "2016-03-14T01:59:00Z")
     );
 
-    let StateKind::Parallel(parallel) = &machine.states["Fan"].kind else {
-        panic!("Parallel")
-    };
+    let StateKind::Parallel(parallel) = &machine.states["Fan"].kind else { panic!("Parallel") };
     assert_eq!(parallel.branches[0].start_at, "B1");
-    let StateKind::Pass(pass) = &parallel.branches[0].states["B1"].kind else {
-        panic!("Pass")
-    };
+    let StateKind::Pass(pass) = &parallel.branches[0].states["B1"].kind else { panic!("Pass") };
     assert_eq!(pass.result, Some(json!([1])));
 
-    let StateKind::Map(map) = &machine.states["Each"].kind else {
-        panic!("Map")
-    };
+    let StateKind::Map(map) = &machine.states["Each"].kind else { panic!("Map") };
     assert!(map.distributed);
     assert_eq!(map.label.as_deref(), Some("each"));
     assert!(map.item_selector.is_some());
     assert!(matches!(&map.items_path, PathField::Path(p) if p.as_str() == "$.items"));
     assert!(matches!(&map.max_concurrency, MaxConcurrency::Path(_)));
-    assert!(
-        matches!(map.tolerated_failure.count, Some(crate::model::NumberOrPath::Number(n)) if n == 2.0)
-    );
-    assert!(matches!(
-        map.tolerated_failure.percentage,
-        Some(crate::model::NumberOrPath::Path(_))
-    ));
+    assert!(matches!(map.tolerated_failure.count, Some(crate::model::NumberOrPath::Number(n)) if n == 2.0));
+    assert!(matches!(map.tolerated_failure.percentage, Some(crate::model::NumberOrPath::Path(_))));
     assert_eq!(map.processor.start_at, "I");
     assert_eq!(machine.states["Each"].transition, Some(Transition::End));
 
-    let StateKind::Fail(fail) = &machine.states["Failed"].kind else {
-        panic!("Fail")
-    };
+    let StateKind::Fail(fail) = &machine.states["Failed"].kind else { panic!("Fail") };
     assert!(matches!(&fail.error, Some(FailField::Literal(e)) if e == "Order.Failed"));
     assert!(matches!(&fail.cause, Some(FailField::Dynamic(_))));
 }
@@ -664,11 +513,7 @@ fn the_model_is_filled_completely() {
 fn a_500_state_definition_compiles_quickly() {
     let mut states = serde_json::Map::new();
     for i in 0..500 {
-        let next = if i == 499 {
-            json!({"End": true})
-        } else {
-            json!({"Next": format!("S{}", i + 1)})
-        };
+        let next = if i == 499 { json!({"End": true}) } else { json!({"Next": format!("S{}", i + 1)}) };
         let mut state = json!({"Type": "Task", "Resource": "arn:aws:lambda:us-east-1:1:function:f",
             "Parameters": {"a.$": "$.a", "i": i}, "ResultPath": "$.r",
             "Retry": [{"ErrorEquals": ["States.ALL"], "MaxAttempts": 2}],

@@ -40,11 +40,7 @@ pub fn evaluate(rule: &ChoiceRule, scope: &Scope<'_>) -> Result<bool, EvalError>
             Ok(false)
         }
         ChoiceRule::Not(rule) => Ok(!evaluate(rule, scope)?),
-        ChoiceRule::Compare {
-            variable,
-            operator,
-            operand,
-        } => compare(variable, *operator, operand, scope),
+        ChoiceRule::Compare { variable, operator, operand } => compare(variable, *operator, operand, scope),
     }
 }
 
@@ -55,12 +51,7 @@ fn invalid_path(path: &Path) -> EvalError {
     ))
 }
 
-fn compare(
-    variable: &Path,
-    operator: Operator,
-    operand: &Operand,
-    scope: &Scope<'_>,
-) -> Result<bool, EvalError> {
+fn compare(variable: &Path, operator: Operator, operand: &Operand, scope: &Scope<'_>) -> Result<bool, EvalError> {
     let value = variable.resolve(scope);
     if operator == Operator::IsPresent {
         return Ok(value.is_some() == operand_bool(operand));
@@ -72,9 +63,7 @@ fn compare(
             Operator::IsNumeric => value.is_number(),
             Operator::IsString => value.is_string(),
             Operator::IsBoolean => value.is_boolean(),
-            Operator::IsTimestamp => value
-                .as_str()
-                .is_some_and(|s| timestamp::parse(s).is_some()),
+            Operator::IsTimestamp => value.as_str().is_some_and(|s| timestamp::parse(s).is_some()),
             _ => false,
         };
         return Ok(is == operand_bool(operand));
@@ -92,8 +81,7 @@ fn operand_bool(operand: &Operand) -> bool {
 }
 
 fn test(operator: Operator, value: &Value, operand: &Value) -> bool {
-    let ord =
-        |ordering: Option<Ordering>, accept: fn(Ordering) -> bool| ordering.is_some_and(accept);
+    let ord = |ordering: Option<Ordering>, accept: fn(Ordering) -> bool| ordering.is_some_and(accept);
     let strings = || match (value, operand) {
         (Value::String(a), Value::String(b)) => Some(java_string_cmp(a, b)),
         _ => None,
@@ -154,11 +142,7 @@ fn java_string_cmp(a: &str, b: &str) -> Ordering {
 
 /// Integers compare exactly; anything involving a fraction compares as `f64`.
 fn number_cmp(a: &Number, b: &Number) -> Option<Ordering> {
-    let exact = |n: &Number| {
-        n.as_i64()
-            .map(i128::from)
-            .or_else(|| n.as_u64().map(i128::from))
-    };
+    let exact = |n: &Number| n.as_i64().map(i128::from).or_else(|| n.as_u64().map(i128::from));
     match (exact(a), exact(b)) {
         (Some(x), Some(y)) => Some(x.cmp(&y)),
         _ => a.as_f64()?.partial_cmp(&b.as_f64()?),
@@ -221,23 +205,10 @@ mod tests {
     use crate::expr::NoVariables;
     use serde_json::json;
 
-    fn cmp(
-        variable: &str,
-        operator: Operator,
-        operand: Operand,
-        input: Value,
-    ) -> Result<bool, EvalError> {
+    fn cmp(variable: &str, operator: Operator, operand: Operand, input: Value) -> Result<bool, EvalError> {
         let ctx = json!({"Execution": {"Input": input.clone()}});
-        let scope = Scope {
-            input: &input,
-            context: &ctx,
-            variables: &NoVariables,
-        };
-        let rule = ChoiceRule::Compare {
-            variable: Path::parse(variable).expect("should succeed"),
-            operator,
-            operand,
-        };
+        let scope = Scope { input: &input, context: &ctx, variables: &NoVariables };
+        let rule = ChoiceRule::Compare { variable: Path::parse(variable).expect("should succeed"), operator, operand };
         evaluate(&rule, &scope)
     }
 
@@ -295,47 +266,16 @@ mod tests {
             (StringGreaterThanEquals, json!("AB"), json!("A"), true),
             (StringLessThan, json!("A"), json!("AB"), true),
             (StringLessThanEquals, json!("AB"), json!("A"), false),
-            (
-                TimestampEquals,
-                json!(0),
-                json!("2012-10-09T19:00:55Z"),
-                false,
-            ),
-            (
-                TimestampEquals,
-                json!("2023-02-24 12:15:56.832957"),
-                json!("2012-10-09T19:00:55Z"),
-                false,
-            ),
-            (
-                TimestampEquals,
-                json!("2012-10-09T19:00:55Z"),
-                json!("2012-10-09T19:00:55Z"),
-                true,
-            ),
-            (
-                TimestampGreaterThan,
-                json!("2012-10-09T19:00:56Z"),
-                json!("2012-10-09T19:00:55Z"),
-                true,
-            ),
-            (
-                TimestampLessThanEquals,
-                json!("2012-10-09T19:00:55Z"),
-                json!("2012-10-09T19:00:56Z"),
-                true,
-            ),
-            (
-                TimestampLessThan,
-                json!("2012-10-09T19:00:55Z"),
-                json!("2012-10-09T19:00:55Z"),
-                false,
-            ),
+            (TimestampEquals, json!(0), json!("2012-10-09T19:00:55Z"), false),
+            (TimestampEquals, json!("2023-02-24 12:15:56.832957"), json!("2012-10-09T19:00:55Z"), false),
+            (TimestampEquals, json!("2012-10-09T19:00:55Z"), json!("2012-10-09T19:00:55Z"), true),
+            (TimestampGreaterThan, json!("2012-10-09T19:00:56Z"), json!("2012-10-09T19:00:55Z"), true),
+            (TimestampLessThanEquals, json!("2012-10-09T19:00:55Z"), json!("2012-10-09T19:00:56Z"), true),
+            (TimestampLessThan, json!("2012-10-09T19:00:55Z"), json!("2012-10-09T19:00:55Z"), false),
         ];
         for (operator, variable, operand, expected) in rows {
             let input = json!({"Variable": variable, "Value": operand});
-            let got = cmp("$.Variable", operator, lit(operand.clone()), input.clone())
-                .expect("evaluates");
+            let got = cmp("$.Variable", operator, lit(operand.clone()), input.clone()).expect("evaluates");
             assert_eq!(got, expected, "{operator:?} {variable} {operand}");
             if operator.has_path_form() {
                 let path = Operand::Path(Path::parse("$.Value").expect("parses"));
@@ -348,33 +288,9 @@ mod tests {
     #[test]
     fn timestamps_compare_by_instant_and_strings_like_java() {
         let input = json!({"a": "2012-10-09T19:00:55+01:00", "s": "\u{FF61}", "t": "\u{1F600}"});
-        assert!(
-            cmp(
-                "$.a",
-                Operator::TimestampEquals,
-                lit(json!("2012-10-09T18:00:55Z")),
-                input.clone()
-            )
-            .expect("ok")
-        );
-        assert!(
-            cmp(
-                "$.a",
-                Operator::IsTimestamp,
-                lit(json!(true)),
-                input.clone()
-            )
-            .expect("ok")
-        );
-        assert!(
-            cmp(
-                "$.s",
-                Operator::IsTimestamp,
-                lit(json!(false)),
-                input.clone()
-            )
-            .expect("ok")
-        );
+        assert!(cmp("$.a", Operator::TimestampEquals, lit(json!("2012-10-09T18:00:55Z")), input.clone()).expect("ok"));
+        assert!(cmp("$.a", Operator::IsTimestamp, lit(json!(true)), input.clone()).expect("ok"));
+        assert!(cmp("$.s", Operator::IsTimestamp, lit(json!(false)), input.clone()).expect("ok"));
         // U+1F600 is a surrogate pair in UTF-16, which Java orders before U+FF61.
         let t = Operand::Path(Path::parse("$.t").expect("parses"));
         assert!(cmp("$.s", Operator::StringGreaterThan, t, input).expect("ok"));
@@ -385,21 +301,13 @@ mod tests {
         // corpus scenarios.base_scenarios.choice_aws_docs_scenario
         let input = json!({"type": "Private", "value": 22});
         let ctx = json!({});
-        let scope = Scope {
-            input: &input,
-            context: &ctx,
-            variables: &NoVariables,
-        };
+        let scope = Scope { input: &input, context: &ctx, variables: &NoVariables };
         let compare = |path: &str, operator, operand: Value| ChoiceRule::Compare {
             variable: Path::parse(path).expect("parses"),
             operator,
             operand: Operand::Literal(operand),
         };
-        let not_private = ChoiceRule::Not(Box::new(compare(
-            "$.type",
-            Operator::StringEquals,
-            json!("Private"),
-        )));
+        let not_private = ChoiceRule::Not(Box::new(compare("$.type", Operator::StringEquals, json!("Private"))));
         assert!(!evaluate(&not_private, &scope).expect("ok"));
         let twenties = ChoiceRule::And(vec![
             compare("$.value", Operator::NumericGreaterThanEquals, json!(20)),
@@ -412,11 +320,7 @@ mod tests {
             compare("$.missing", Operator::NumericEquals, json!(1)),
         ]);
         assert!(evaluate(&or, &scope).expect("ok"));
-        let and = ChoiceRule::And(vec![compare(
-            "$.missing",
-            Operator::NumericEquals,
-            json!(1),
-        )]);
+        let and = ChoiceRule::And(vec![compare("$.missing", Operator::NumericEquals, json!(1))]);
         assert!(evaluate(&and, &scope).is_err());
     }
 
@@ -437,21 +341,11 @@ mod tests {
     #[test]
     fn missing_variable_is_an_error_except_is_present() {
         let input = json!({"a": 1});
-        let e = cmp("$.b", Operator::NumericEquals, lit(json!(1)), input.clone())
-            .expect_err("should fail");
+        let e = cmp("$.b", Operator::NumericEquals, lit(json!(1)), input.clone()).expect_err("should fail");
         assert_eq!(e.error, "States.Runtime");
-        assert_eq!(
-            e.message,
-            "Invalid path '$.b': The choice state's condition path references an invalid value."
-        );
-        assert!(
-            !cmp("$.b", Operator::IsPresent, lit(json!(true)), input.clone())
-                .expect("should succeed")
-        );
-        assert!(
-            cmp("$.b", Operator::IsPresent, lit(json!(false)), input.clone())
-                .expect("should succeed")
-        );
+        assert_eq!(e.message, "Invalid path '$.b': The choice state's condition path references an invalid value.");
+        assert!(!cmp("$.b", Operator::IsPresent, lit(json!(true)), input.clone()).expect("should succeed"));
+        assert!(cmp("$.b", Operator::IsPresent, lit(json!(false)), input.clone()).expect("should succeed"));
         let op = Operand::Path(Path::parse("$.missing").expect("should succeed"));
         assert!(cmp("$.a", Operator::NumericEquals, op, input).is_err());
     }

@@ -168,10 +168,7 @@ impl<'a> Parser<'a> {
     }
 
     fn err(&self, what: &str) -> String {
-        format!(
-            "{what} at position {} of the intrinsic function '{}'",
-            self.pos, self.src
-        )
+        format!("{what} at position {} of the intrinsic function '{}'", self.pos, self.src)
     }
 
     fn call(&mut self) -> Result<Call, String> {
@@ -264,13 +261,7 @@ impl<'a> Parser<'a> {
             }
             format = Some(pieces);
         }
-        Ok(Call {
-            function: func.name().to_owned(),
-            func,
-            args,
-            format,
-            source,
-        })
+        Ok(Call { function: func.name().to_owned(), func, args, format, source })
     }
 
     fn arg(&mut self) -> Result<Arg, String> {
@@ -310,9 +301,7 @@ impl<'a> Parser<'a> {
             }
             Some(c) if c == b'-' || c.is_ascii_digit() => {
                 let start = self.pos;
-                while self.peek().is_some_and(|c| {
-                    c.is_ascii_digit() || matches!(c, b'-' | b'+' | b'.' | b'e' | b'E')
-                }) {
+                while self.peek().is_some_and(|c| c.is_ascii_digit() || matches!(c, b'-' | b'+' | b'.' | b'e' | b'E')) {
                     self.pos += 1;
                 }
                 let text = &self.src[start..self.pos];
@@ -322,11 +311,8 @@ impl<'a> Parser<'a> {
             }
             Some(_) => {
                 let rest = self.rest();
-                for (word, value) in [
-                    ("true", Value::Bool(true)),
-                    ("false", Value::Bool(false)),
-                    ("null", Value::Null),
-                ] {
+                for (word, value) in [("true", Value::Bool(true)), ("false", Value::Bool(false)), ("null", Value::Null)]
+                {
                     if let Some(after) = rest.strip_prefix(word)
                         && !after.starts_with(|c: char| c.is_ascii_alphanumeric() || c == '_')
                     {
@@ -452,9 +438,7 @@ fn check_literals(func: Function, args: &[Arg]) -> Result<(), String> {
                         .to_owned());
                 }
                 if !v.is_boolean() {
-                    return Err(
-                        "the third argument of States.JsonMerge must be a boolean".to_owned()
-                    );
+                    return Err("the third argument of States.JsonMerge must be a boolean".to_owned());
                 }
             }
         }
@@ -548,9 +532,7 @@ fn type_name(value: &Value) -> &'static str {
 /// (corpus json_manipulation.string_to_json.3).
 fn positive_zero(value: &mut Value) {
     match value {
-        Value::Number(n)
-            if n.is_f64() && n.as_f64().is_some_and(|f| f == 0.0 && f.is_sign_negative()) =>
-        {
+        Value::Number(n) if n.is_f64() && n.as_f64().is_some_and(|f| f == 0.0 && f.is_sign_negative()) => {
             *value = Value::from(0);
         }
         Value::Array(items) => items.iter_mut().for_each(positive_zero),
@@ -588,14 +570,8 @@ fn java_random_next_int(seed: i64, bound: i32) -> i32 {
 
 impl Call {
     pub fn parse(source: &str) -> Result<Self, ExprError> {
-        let mut parser = Parser {
-            src: source,
-            pos: 0,
-        };
-        let to_error = |message: String| ExprError {
-            pointer: String::new(),
-            message,
-        };
+        let mut parser = Parser { src: source, pos: 0 };
+        let to_error = |message: String| ExprError { pointer: String::new(), message };
         let call = parser.call().map_err(to_error)?;
         parser.skip_ws();
         if parser.pos != source.len() {
@@ -624,19 +600,14 @@ impl Call {
 
     /// Like [`eval`](Self::eval); `field` (`value.$`, `ErrorPath`) names the field in error
     /// messages, as AWS does.
-    pub fn eval_in_field(
-        &self,
-        scope: &Scope<'_>,
-        field: &str,
-        rng: Rng<'_>,
-    ) -> Result<Value, EvalError> {
+    pub fn eval_in_field(&self, scope: &Scope<'_>, field: &str, rng: Rng<'_>) -> Result<Value, EvalError> {
         let mut values: Vec<Cow<'_, Value>> = Vec::with_capacity(self.args.len());
         for arg in &self.args {
             values.push(match arg {
                 Arg::Literal(v) => Cow::Borrowed(v),
-                Arg::Path(path) => path
-                    .resolve(scope)
-                    .ok_or_else(|| path_not_found(path.as_str(), field, scope.input))?,
+                Arg::Path(path) => {
+                    path.resolve(scope).ok_or_else(|| path_not_found(path.as_str(), field, scope.input))?
+                }
                 Arg::Call(call) => Cow::Owned(call.eval_in_field(scope, field, &mut *rng)?),
             });
         }
@@ -644,10 +615,7 @@ impl Call {
     }
 
     fn fail(&self, detail: impl std::fmt::Display) -> EvalError {
-        EvalError::runtime(format!(
-            "Invalid arguments in {}: {detail} (in '{}')",
-            self.function, self.source
-        ))
+        EvalError::runtime(format!("Invalid arguments in {}: {detail} (in '{}')", self.function, self.source))
     }
 
     fn arg_type(&self, index: usize, expected: &str, got: &Value) -> EvalError {
@@ -663,25 +631,15 @@ impl Call {
     }
 
     fn string_arg<'v>(&self, values: &'v [Cow<'_, Value>], i: usize) -> Result<&'v str, EvalError> {
-        values[i]
-            .as_str()
-            .ok_or_else(|| self.arg_type(i, "a string", &values[i]))
+        values[i].as_str().ok_or_else(|| self.arg_type(i, "a string", &values[i]))
     }
 
-    fn array_arg<'v>(
-        &self,
-        values: &'v [Cow<'_, Value>],
-        i: usize,
-    ) -> Result<&'v Vec<Value>, EvalError> {
-        values[i]
-            .as_array()
-            .ok_or_else(|| self.arg_type(i, "an array", &values[i]))
+    fn array_arg<'v>(&self, values: &'v [Cow<'_, Value>], i: usize) -> Result<&'v Vec<Value>, EvalError> {
+        values[i].as_array().ok_or_else(|| self.arg_type(i, "an array", &values[i]))
     }
 
     fn number_arg(&self, values: &[Cow<'_, Value>], i: usize) -> Result<f64, EvalError> {
-        values[i]
-            .as_f64()
-            .ok_or_else(|| self.arg_type(i, "a number", &values[i]))
+        values[i].as_f64().ok_or_else(|| self.arg_type(i, "a number", &values[i]))
     }
 
     /// An integer argument; a number with a fraction is refused.
@@ -694,10 +652,7 @@ impl Call {
     }
 
     fn arg_type_integer(&self, i: usize, n: f64) -> EvalError {
-        self.fail(format_args!(
-            "argument {} must be an integer, but it is {n}",
-            i + 1
-        ))
+        self.fail(format_args!("argument {} must be an integer, but it is {n}", i + 1))
     }
 
     fn apply(&self, values: Vec<Cow<'_, Value>>, rng: Rng<'_>) -> Result<Value, EvalError> {
@@ -743,27 +698,16 @@ impl Call {
                 positive_zero(&mut value);
                 Ok(value)
             }
-            Function::JsonToString => Ok(Value::String(
-                serde_json::to_string(&values[0]).unwrap_or_default(),
-            )),
-            Function::Array => Ok(Value::Array(
-                values.into_iter().map(Cow::into_owned).collect(),
-            )),
+            Function::JsonToString => Ok(Value::String(serde_json::to_string(&values[0]).unwrap_or_default())),
+            Function::Array => Ok(Value::Array(values.into_iter().map(Cow::into_owned).collect())),
             Function::ArrayPartition => {
                 let items = self.array_arg(&values, 0)?;
                 let size = self.integer_arg(&values, 1)?;
                 if size <= 0 {
-                    return Err(self.fail(format_args!(
-                        "the chunk size must be a positive integer, but it is {size}"
-                    )));
+                    return Err(self.fail(format_args!("the chunk size must be a positive integer, but it is {size}")));
                 }
                 let size = usize::try_from(size).unwrap_or(usize::MAX);
-                Ok(Value::Array(
-                    items
-                        .chunks(size)
-                        .map(|chunk| Value::Array(chunk.to_vec()))
-                        .collect(),
-                ))
+                Ok(Value::Array(items.chunks(size).map(|chunk| Value::Array(chunk.to_vec())).collect()))
             }
             Function::ArrayContains => {
                 let items = self.array_arg(&values, 0)?;
@@ -788,27 +732,18 @@ impl Call {
                     (last - first) / step + 1
                 };
                 if count > MAX_RANGE_ITEMS as i64 {
-                    return Err(self.fail(format_args!(
-                        "the range has {count} items, more than the {MAX_RANGE_ITEMS} allowed"
-                    )));
+                    return Err(
+                        self.fail(format_args!("the range has {count} items, more than the {MAX_RANGE_ITEMS} allowed"))
+                    );
                 }
-                Ok(Value::Array(
-                    (0..count).map(|i| Value::from(first + i * step)).collect(),
-                ))
+                Ok(Value::Array((0..count).map(|i| Value::from(first + i * step)).collect()))
             }
             Function::ArrayGetItem => {
                 let items = self.array_arg(&values, 0)?;
                 let index = self.integer_arg(&values, 1)?;
-                usize::try_from(index)
-                    .ok()
-                    .and_then(|i| items.get(i))
-                    .cloned()
-                    .ok_or_else(|| {
-                        self.fail(format_args!(
-                            "the index {index} is out of bounds for an array of {} items",
-                            items.len()
-                        ))
-                    })
+                usize::try_from(index).ok().and_then(|i| items.get(i)).cloned().ok_or_else(|| {
+                    self.fail(format_args!("the index {index} is out of bounds for an array of {} items", items.len()))
+                })
             }
             Function::ArrayLength => Ok(Value::from(self.array_arg(&values, 0)?.len())),
             Function::ArrayUnique => {
@@ -824,9 +759,7 @@ impl Call {
             Function::Base64Encode => {
                 let text = self.string_arg(&values, 0)?;
                 self.check_length(text)?;
-                Ok(Value::String(
-                    base64::engine::general_purpose::STANDARD.encode(text.as_bytes()),
-                ))
+                Ok(Value::String(base64::engine::general_purpose::STANDARD.encode(text.as_bytes())))
             }
             Function::Base64Decode => {
                 let text = self.string_arg(&values, 0)?;
@@ -860,9 +793,7 @@ impl Call {
                 match &*values[2] {
                     Value::Bool(false) => {}
                     Value::Bool(true) => {
-                        return Err(self.fail(
-                            "only shallow merging is supported: the third argument must be false",
-                        ));
+                        return Err(self.fail("only shallow merging is supported: the third argument must be false"));
                     }
                     other => return Err(self.arg_type(2, "a boolean", other)),
                 }
@@ -881,9 +812,7 @@ impl Call {
                 }
                 let (start, end) = (start as i64, end as i64);
                 if end <= start {
-                    return Err(self.fail(format_args!(
-                        "the end ({end}) must be greater than the start ({start})"
-                    )));
+                    return Err(self.fail(format_args!("the end ({end}) must be greater than the start ({start})")));
                 }
                 let span = end - start;
                 let offset = if values.len() == 3 {
@@ -921,12 +850,7 @@ impl Call {
             Function::Uuid => {
                 let mut bytes = [0u8; 16];
                 rng.fill_bytes(&mut bytes);
-                Ok(Value::String(
-                    uuid::Builder::from_random_bytes(bytes)
-                        .into_uuid()
-                        .hyphenated()
-                        .to_string(),
-                ))
+                Ok(Value::String(uuid::Builder::from_random_bytes(bytes).into_uuid().hyphenated().to_string()))
             }
         }
     }
@@ -934,9 +858,9 @@ impl Call {
     fn check_length(&self, text: &str) -> Result<(), EvalError> {
         let chars = text.chars().count();
         if chars > MAX_TEXT_CHARS {
-            return Err(self.fail(format_args!(
-                "the string has {chars} characters, more than the {MAX_TEXT_CHARS} allowed"
-            )));
+            return Err(
+                self.fail(format_args!("the string has {chars} characters, more than the {MAX_TEXT_CHARS} allowed"))
+            );
         }
         Ok(())
     }
@@ -952,15 +876,9 @@ mod tests {
     fn eval_with(expr: &str, input: Value, context: Value) -> Result<Value, EvalError> {
         let vars = json!({"name": "John", "place": "LocalStack", "csv": "a,b,c,d,e"});
         let vars = vars.as_object().cloned().unwrap_or_default();
-        let scope = Scope {
-            input: &input,
-            context: &context,
-            variables: &vars,
-        };
+        let scope = Scope { input: &input, context: &context, variables: &vars };
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
-        Expr::parse(expr)
-            .unwrap_or_else(|e| panic!("{expr}: {e}"))
-            .eval(&scope, "FunctionResult.$", &mut rng)
+        Expr::parse(expr).unwrap_or_else(|e| panic!("{expr}: {e}")).eval(&scope, "FunctionResult.$", &mut rng)
     }
 
     fn eval(expr: &str, input: Value) -> Value {
@@ -983,9 +901,9 @@ mod tests {
 
     #[test]
     fn parses_call_syntax() {
-        let Ok(Expr::Intrinsic(call)) = Expr::parse(
-            "States.Format('a {} \\' \\{\\} {}', $.x, States.Array(1, -2.5, true, false, null, 'x'))",
-        ) else {
+        let Ok(Expr::Intrinsic(call)) =
+            Expr::parse("States.Format('a {} \\' \\{\\} {}', $.x, States.Array(1, -2.5, true, false, null, 'x'))")
+        else {
             panic!("should parse");
         };
         assert_eq!(call.function, "States.Format");
@@ -993,12 +911,7 @@ mod tests {
         assert_eq!(call.args().len(), 3);
         assert_eq!(
             call.format,
-            Some(vec![
-                Piece::Text("a ".into()),
-                Piece::Placeholder,
-                Piece::Text(" ' {} ".into()),
-                Piece::Placeholder,
-            ])
+            Some(vec![Piece::Text("a ".into()), Piece::Placeholder, Piece::Text(" ' {} ".into()), Piece::Placeholder,])
         );
         assert!(Expr::parse("States.UUID()").is_ok());
         assert!(Expr::parse("States.Array()").is_ok());
@@ -1032,20 +945,13 @@ mod tests {
             (json!(null), "Formatting argument null."),
             (json!(1), "Formatting argument 1."),
             (json!(1.1), "Formatting argument 1.1."),
-            (
-                json!("{\"Arg1\": 1, \"Arg2\": []}"),
-                "Formatting argument {\"Arg1\": 1, \"Arg2\": []}.",
-            ),
-            (
-                json!({"Arg1": 1, "Arg2": [1, "x", {"y": null}]}),
-                "Formatting argument {Arg1=1, Arg2=[1, x, {y=null}]}.",
-            ),
+            (json!("{\"Arg1\": 1, \"Arg2\": []}"), "Formatting argument {\"Arg1\": 1, \"Arg2\": []}."),
+            (json!({"Arg1": 1, "Arg2": [1, "x", {"y": null}]}), "Formatting argument {Arg1=1, Arg2=[1, x, {y=null}]}."),
         ] {
             assert_eq!(eval(f, json!({ "FunctionInput": input })), json!(out));
         }
         // corpus generic.context_json_path: objects print as Java maps.
-        let ctx =
-            json!({"Execution": {"Name": "exec"}, "StateMachine": {"Id": "arn:sm", "Name": "sm"}});
+        let ctx = json!({"Execution": {"Name": "exec"}, "StateMachine": {"Id": "arn:sm", "Name": "sm"}});
         assert_eq!(
             eval_with(
                 "States.Format('Formatting arguments fst={} and snd={}.', $$.Execution.Name, $$.StateMachine)",
@@ -1057,20 +963,11 @@ mod tests {
         );
         // variables (corpus reference_assign.BASE_REFERENCE_IN_INTRINSIC_FUNCTION)
         assert_eq!(
-            eval(
-                "States.Format('Hello {}, welcome to {}!', $name, $place)",
-                json!({})
-            ),
+            eval("States.Format('Hello {}, welcome to {}!', $name, $place)", json!({})),
             json!("Hello John, welcome to LocalStack!")
         );
-        assert_eq!(
-            eval("States.Format('\\{\\} {} \\\\', 'x')", json!({})),
-            json!("{} x \\")
-        );
-        assert_eq!(
-            eval("States.Format($.t, 1, 'b')", json!({"t": "{}-{}"})),
-            json!("1-b")
-        );
+        assert_eq!(eval("States.Format('\\{\\} {} \\\\', 'x')", json!({})), json!("{} x \\"));
+        assert_eq!(eval("States.Format($.t, 1, 'b')", json!({"t": "{}-{}"})), json!("1-b"));
     }
 
     #[test]
@@ -1086,14 +983,7 @@ mod tests {
             ("\"HelloWorld\"", json!("HelloWorld")),
             ("[1, 2, \"HelloWorld\"]", json!([1, 2, "HelloWorld"])),
         ] {
-            assert_eq!(
-                eval(
-                    "States.StringToJson($.FunctionInput)",
-                    json!({ "FunctionInput": text })
-                ),
-                out,
-                "{text:?}"
-            );
+            assert_eq!(eval("States.StringToJson($.FunctionInput)", json!({ "FunctionInput": text })), out, "{text:?}");
         }
         // corpus json_manipulation.json_to_string.*
         for (value, out) in [
@@ -1104,13 +994,7 @@ mod tests {
             (json!([1, 2, "HelloWorld"]), "[1,2,\"HelloWorld\"]"),
             (json!({"z": 1, "a": 2.5}), "{\"z\":1,\"a\":2.5}"),
         ] {
-            assert_eq!(
-                eval(
-                    "States.JsonToString($.FunctionInput)",
-                    json!({ "FunctionInput": value })
-                ),
-                json!(out)
-            );
+            assert_eq!(eval("States.JsonToString($.FunctionInput)", json!({ "FunctionInput": value })), json!(out));
         }
         // corpus json_manipulation.json_merge
         assert_eq!(
@@ -1136,10 +1020,7 @@ mod tests {
     #[test]
     fn array_functions() {
         assert_eq!(eval("States.Array()", json!({})), json!([]));
-        assert_eq!(
-            two("Array", json!({"Arg1": 1, "Arg2": []}), json!(null)),
-            json!([{"Arg1": 1, "Arg2": []}, null])
-        );
+        assert_eq!(two("Array", json!({"Arg1": 1, "Arg2": []}), json!(null)), json!([{"Arg1": 1, "Arg2": []}, null]));
         // corpus array.array_partition.*
         for (items, size, out) in [
             (json!([0, 1]), 2, json!([[0, 1]])),
@@ -1163,12 +1044,8 @@ mod tests {
             assert_eq!(two("ArrayContains", items, value), json!(out));
         }
         // corpus array.array_range.*
-        let range = |a: Value, b: Value, c: Value| {
-            eval(
-                "States.ArrayRange($.a, $.b, $.c)",
-                json!({"a": a, "b": b, "c": c}),
-            )
-        };
+        let range =
+            |a: Value, b: Value, c: Value| eval("States.ArrayRange($.a, $.b, $.c)", json!({"a": a, "b": b, "c": c}));
         assert_eq!(range(json!(0), json!(9), json!(3)), json!([0, 3, 6, 9]));
         assert_eq!(range(json!(1), json!(9), json!(9)), json!([1]));
         assert_eq!(range(json!(1), json!(9), json!(2)), json!([1, 3, 5, 7, 9]));
@@ -1177,25 +1054,11 @@ mod tests {
         assert!(eval_with("States.ArrayRange(0, 999, 1)", json!({}), json!({})).is_ok());
         assert!(eval_with("States.ArrayRange(0, 1, 0)", json!({}), json!({})).is_err());
         // corpus array.array_get_item / array_length / array_unique
-        assert_eq!(
-            two("ArrayGetItem", json!([1, 2, 3, 4, 5, 6, 7, 8, 9]), json!(5)),
-            json!(6)
-        );
-        let e = eval_with(
-            "States.ArrayGetItem($.a, 3)",
-            json!({"a": [1, 2, 3]}),
-            json!({}),
-        )
-        .expect_err("should fail");
+        assert_eq!(two("ArrayGetItem", json!([1, 2, 3, 4, 5, 6, 7, 8, 9]), json!(5)), json!(6));
+        let e = eval_with("States.ArrayGetItem($.a, 3)", json!({"a": [1, 2, 3]}), json!({})).expect_err("should fail");
         assert_eq!(e.error, "States.Runtime");
         assert!(e.message.contains("out of bounds"), "{}", e.message);
-        assert_eq!(
-            eval(
-                "States.ArrayLength($.a)",
-                json!({"a": [1, 2, 3, 4, 5, 6, 7, 8, 9]})
-            ),
-            json!(9)
-        );
+        assert_eq!(eval("States.ArrayLength($.a)", json!({"a": [1, 2, 3, 4, 5, 6, 7, 8, 9]})), json!(9));
         assert_eq!(
             eval(
                 "States.ArrayUnique($.a)",
@@ -1215,12 +1078,8 @@ mod tests {
             json!("last")
         );
         assert_eq!(
-            eval_with(
-                "States.ArrayGetItem(States.StringSplit($$.StateMachine.Name, '-'), 0)",
-                json!({}),
-                ctx
-            )
-            .expect("should succeed"),
+            eval_with("States.ArrayGetItem(States.StringSplit($$.StateMachine.Name, '-'), 0)", json!({}), ctx)
+                .expect("should succeed"),
             json!("first")
         );
     }
@@ -1236,30 +1095,17 @@ mod tests {
         assert_eq!(dec("RGF0YSB0byBlbmNvZGU="), json!("Data to encode"));
         assert!(eval_with("States.Base64Decode('%%%')", json!({}), json!({})).is_err());
         // corpus hash_calculations.hash.*, reference_assign.BASE_REFERENCE_IN_INTRINSIC_FUNCTION
-        assert_eq!(
-            two("Hash", json!("input data"), json!("SHA-1")),
-            json!("aaff4a450a104cd177d28d18d74485e8cae074b7")
-        );
+        assert_eq!(two("Hash", json!("input data"), json!("SHA-1")), json!("aaff4a450a104cd177d28d18d74485e8cae074b7"));
         assert_eq!(
             two("Hash", json!("input data"), json!("SHA-384")),
-            json!(
-                "d28a7d5cf25a74f11a50a18452b75e04bb3d70c9dd0510d6123aa008c756511b87525bdc835ebb27e1fb9e9374a15562"
-            )
+            json!("d28a7d5cf25a74f11a50a18452b75e04bb3d70c9dd0510d6123aa008c756511b87525bdc835ebb27e1fb9e9374a15562")
         );
         assert_eq!(
             eval("States.Hash('Hash this string', 'SHA-256')", json!({})),
             json!("1cac63f39fd68d8c531f27b807610fb3d50f0fc3f186995767fb6316e7200a3e")
         );
-        assert_eq!(
-            eval("States.Hash('', 'MD5')", json!({})),
-            json!("d41d8cd98f00b204e9800998ecf8427e")
-        );
-        assert_eq!(
-            eval("States.Hash('abc', 'SHA-512')", json!({}))
-                .as_str()
-                .map(str::len),
-            Some(128)
-        );
+        assert_eq!(eval("States.Hash('', 'MD5')", json!({})), json!("d41d8cd98f00b204e9800998ecf8427e"));
+        assert_eq!(eval("States.Hash('abc', 'SHA-512')", json!({})).as_str().map(str::len), Some(128));
         let long = "x".repeat(10_001);
         assert!(eval_with("States.Base64Encode($.s)", json!({ "s": long }), json!({})).is_err());
     }
@@ -1282,11 +1128,7 @@ mod tests {
             (json!(1.49), json!(0), 1),
             (json!(-1.49), json!(0), -1),
         ] {
-            assert_eq!(
-                two("MathAdd", a.clone(), b.clone()),
-                json!(out),
-                "{a} + {b}"
-            );
+            assert_eq!(two("MathAdd", a.clone(), b.clone()), json!(out), "{a} + {b}");
         }
         assert!(eval_with("States.MathAdd('1', 2)", json!({}), json!({})).is_err());
     }
@@ -1302,8 +1144,7 @@ mod tests {
         assert_eq!(seeded, eval("States.MathRandom(0, 100, 7)", json!({})));
         assert!(eval_with("States.MathRandom(5, 5)", json!({}), json!({})).is_err());
         let id = eval("States.UUID()", json!({}));
-        let id =
-            uuid::Uuid::parse_str(id.as_str().expect("should succeed")).expect("should succeed");
+        let id = uuid::Uuid::parse_str(id.as_str().expect("should succeed")).expect("should succeed");
         assert_eq!(id.get_version_num(), 4);
     }
 
@@ -1326,38 +1167,19 @@ mod tests {
             (" , ", ",", json!([" ", " "])),
             (",,,,", ",", json!([])),
             ("1,2,3,4,5", ",", json!(["1", "2", "3", "4", "5"])),
-            (
-                "This.is+a,test=string",
-                ".+,=",
-                json!(["This", "is", "a", "test", "string"]),
-            ),
-            (
-                "split on T and \nnew line",
-                "T\n",
-                json!(["split on ", " and ", "new line"]),
-            ),
+            ("This.is+a,test=string", ".+,=", json!(["This", "is", "a", "test", "string"])),
+            ("split on T and \nnew line", "T\n", json!(["split on ", " and ", "new line"])),
         ] {
-            assert_eq!(
-                two("StringSplit", json!(text), json!(delims)),
-                out,
-                "{text:?}"
-            );
+            assert_eq!(two("StringSplit", json!(text), json!(delims)), out, "{text:?}");
         }
         // corpus generic.escape_sequence: a real newline inside the literal.
-        assert_eq!(
-            eval("States.StringSplit('Hello\nWorld', '\n')", json!({})),
-            json!(["Hello", "World"])
-        );
-        assert_eq!(
-            eval("States.StringSplit($csv, ',')", json!({})),
-            json!(["a", "b", "c", "d", "e"])
-        );
+        assert_eq!(eval("States.StringSplit('Hello\nWorld', '\n')", json!({})), json!(["Hello", "World"]));
+        assert_eq!(eval("States.StringSplit($csv, ',')", json!({})), json!(["a", "b", "c", "d", "e"]));
     }
 
     #[test]
     fn missing_argument_path_is_reported_for_the_field() {
-        let e = eval_with("States.Format('{}', $.nope)", json!({"a": 1}), json!({}))
-            .expect_err("should fail");
+        let e = eval_with("States.Format('{}', $.nope)", json!({"a": 1}), json!({})).expect_err("should fail");
         assert_eq!(e.error, "States.Runtime");
         assert_eq!(
             e.message,
@@ -1379,11 +1201,7 @@ mod tests {
         ] {
             let e = eval_with(expr, json!({"a": [1, 2]}), json!({})).expect_err("should fail");
             assert_eq!(e.error, "States.Runtime", "{expr}");
-            assert!(
-                e.message.starts_with("Invalid arguments in States."),
-                "{}",
-                e.message
-            );
+            assert!(e.message.starts_with("Invalid arguments in States."), "{}", e.message);
         }
     }
 }

@@ -75,10 +75,7 @@ impl EvalError {
     /// A `States.Runtime` error, the name AWS gives every data-expression failure except
     /// ResultPath's.
     pub fn runtime(message: impl Into<String>) -> Self {
-        EvalError {
-            error: errors::RUNTIME.to_owned(),
-            message: message.into(),
-        }
+        EvalError { error: errors::RUNTIME.to_owned(), message: message.into() }
     }
 }
 
@@ -118,9 +115,7 @@ impl Expr {
     /// `field` names the field for error messages (`value.$`, `ErrorPath`).
     pub fn eval(&self, scope: &Scope<'_>, field: &str, rng: Rng<'_>) -> Result<Value, EvalError> {
         match self {
-            Expr::Path(path) => path
-                .find(scope)
-                .ok_or_else(|| path_not_found(path.as_str(), field, scope.input)),
+            Expr::Path(path) => path.find(scope).ok_or_else(|| path_not_found(path.as_str(), field, scope.input)),
             Expr::Intrinsic(call) => call.eval_in_field(scope, field, rng),
         }
     }
@@ -146,10 +141,7 @@ mod tests {
         assert!(matches!(Expr::parse("$.a"), Ok(Expr::Path(_))));
         assert!(matches!(Expr::parse("$$.Execution.Id"), Ok(Expr::Path(_))));
         assert!(matches!(Expr::parse("$var"), Ok(Expr::Path(_))));
-        assert!(matches!(
-            Expr::parse("States.Format('{}', $.a)"),
-            Ok(Expr::Intrinsic(_))
-        ));
+        assert!(matches!(Expr::parse("States.Format('{}', $.a)"), Ok(Expr::Intrinsic(_))));
         assert!(Expr::parse("ConditionTrue").is_err());
         assert!(Expr::parse("").is_err());
     }
@@ -159,17 +151,11 @@ mod tests {
         // corpus: scenarios.base_scenarios.invalid_jsonpath.INVALID_JSONPATH_IN_ERRORPATH
         let input = json!({"Error": "e", "Cause": "c"});
         let ctx = json!({});
-        let scope = Scope {
-            input: &input,
-            context: &ctx,
-            variables: &NoVariables,
-        };
+        let scope = Scope { input: &input, context: &ctx, variables: &NoVariables };
         let mut rng = rand_chacha::rand_core::SeedableRng::seed_from_u64(1);
         let rng: &mut rand_chacha::ChaCha8Rng = &mut rng;
-        let e = Expr::parse("$.ErrorX")
-            .expect("should succeed")
-            .eval(&scope, "ErrorPath", rng)
-            .expect_err("should fail");
+        let e =
+            Expr::parse("$.ErrorX").expect("should succeed").eval(&scope, "ErrorPath", rng).expect_err("should fail");
         assert_eq!(e.error, "States.Runtime");
         assert_eq!(
             e.message,

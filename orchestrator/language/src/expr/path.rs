@@ -97,9 +97,7 @@ fn tokenize(src: &str) -> Result<(Root, Vec<Token>), String> {
             b'[' => tokens.push(parse_bracket(src, &mut pos)?),
             _ => {
                 let c = src[pos..].chars().next().unwrap_or('?');
-                return Err(format!(
-                    "unexpected character '{c}' at position {pos} of the path '{src}'"
-                ));
+                return Err(format!("unexpected character '{c}' at position {pos} of the path '{src}'"));
             }
         }
     }
@@ -110,20 +108,12 @@ fn tokenize(src: &str) -> Result<(Root, Vec<Token>), String> {
 /// can only be a mistake here (whitespace, brackets, parentheses of a function call).
 fn parse_dot_name(src: &str, pos: &mut usize) -> Result<String, String> {
     let rest = &src[*pos..];
-    let len = rest
-        .find(|c: char| matches!(c, '.' | '[' | ']' | '(' | ')') || c.is_whitespace())
-        .unwrap_or(rest.len());
+    let len = rest.find(|c: char| matches!(c, '.' | '[' | ']' | '(' | ')') || c.is_whitespace()).unwrap_or(rest.len());
     if rest[len..].starts_with('(') {
-        return Err(format!(
-            "JSONPath functions such as '{}' are not supported in the path '{src}'",
-            &rest[..len]
-        ));
+        return Err(format!("JSONPath functions such as '{}' are not supported in the path '{src}'", &rest[..len]));
     }
     if len == 0 {
-        return Err(format!(
-            "a property name is missing at position {} of the path '{src}'",
-            *pos
-        ));
+        return Err(format!("a property name is missing at position {} of the path '{src}'", *pos));
     }
     *pos += len;
     Ok(rest[..len].to_owned())
@@ -211,10 +201,7 @@ fn parse_bracket(src: &str, pos: &mut usize) -> Result<Token, String> {
                         match bytes.get(*pos) {
                             Some(&c @ (b'\'' | b'"')) => quote = c,
                             _ => {
-                                return Err(format!(
-                                    "expected a quoted name at position {} of the path '{src}'",
-                                    *pos
-                                ));
+                                return Err(format!("expected a quoted name at position {} of the path '{src}'", *pos));
                             }
                         }
                     }
@@ -225,11 +212,7 @@ fn parse_bracket(src: &str, pos: &mut usize) -> Result<Token, String> {
                     _ => return Err(unclosed()),
                 }
             }
-            if names.len() == 1 {
-                Ok(Token::Name(names.remove(0)))
-            } else {
-                Ok(Token::Names(names))
-            }
+            if names.len() == 1 { Ok(Token::Name(names.remove(0))) } else { Ok(Token::Names(names)) }
         }
         Some(_) => {
             let start = *pos;
@@ -241,11 +224,7 @@ fn parse_bracket(src: &str, pos: &mut usize) -> Result<Token, String> {
             let bad = || format!("'[{inner}]' is not a valid index or slice in the path '{src}'");
             let int = |s: &str| -> Result<Option<i64>, String> {
                 let s = s.trim();
-                if s.is_empty() {
-                    Ok(None)
-                } else {
-                    s.parse::<i64>().map(Some).map_err(|_| bad())
-                }
+                if s.is_empty() { Ok(None) } else { s.parse::<i64>().map(Some).map_err(|_| bad()) }
             };
             if inner.contains(':') {
                 let parts: Vec<&str> = inner.split(':').collect();
@@ -261,10 +240,7 @@ fn parse_bracket(src: &str, pos: &mut usize) -> Result<Token, String> {
                 }
                 Ok(Token::Slice(int(parts[0])?, int(parts[1])?, step))
             } else if inner.contains(',') {
-                let indices = inner
-                    .split(',')
-                    .map(|s| int(s)?.ok_or_else(bad))
-                    .collect::<Result<Vec<_>, _>>()?;
+                let indices = inner.split(',').map(|s| int(s)?.ok_or_else(bad)).collect::<Result<Vec<_>, _>>()?;
                 Ok(Token::Indices(indices))
             } else {
                 Ok(Token::Index(int(inner)?.ok_or_else(bad)?))
@@ -278,10 +254,7 @@ fn expect_close(src: &str, pos: &mut usize) -> Result<(), String> {
         *pos += 1;
         Ok(())
     } else {
-        Err(format!(
-            "expected ']' at position {} of the path '{src}'",
-            *pos
-        ))
+        Err(format!("expected ']' at position {} of the path '{src}'", *pos))
     }
 }
 
@@ -419,11 +392,7 @@ fn step_into<'v>(value: &'v Value, step: &Step) -> Option<&'v Value> {
     match (step, value) {
         (Step::Name(name), Value::Object(map)) => map.get(&**name),
         (Step::Index(i), Value::Array(items)) => {
-            let idx = if *i < 0 {
-                i64::try_from(items.len()).ok()? + i
-            } else {
-                *i
-            };
+            let idx = if *i < 0 { i64::try_from(items.len()).ok()? + i } else { *i };
             items.get(usize::try_from(idx).ok()?)
         }
         _ => None,
@@ -462,17 +431,11 @@ fn definite_steps(tokens: Vec<Token>) -> Result<Vec<Step>, Token> {
 }
 
 fn expr_error(message: String) -> ExprError {
-    ExprError {
-        pointer: String::new(),
-        message,
-    }
+    ExprError { pointer: String::new(), message }
 }
 
 fn runtime(message: String) -> EvalError {
-    EvalError {
-        error: errors::RUNTIME.to_owned(),
-        message,
-    }
+    EvalError { error: errors::RUNTIME.to_owned(), message }
 }
 
 /// A reference path: a definite JSONPath (`$`, `$.a.b`, `$.a[0]`, `$['x y']`, `$$.Execution.Id`,
@@ -494,11 +457,7 @@ impl ReferencePath {
                  filters, unions and '..' are not allowed here"
             ))
         })?;
-        Ok(ReferencePath {
-            source: source.to_owned(),
-            root,
-            steps,
-        })
+        Ok(ReferencePath { source: source.to_owned(), root, steps })
     }
 
     pub fn as_str(&self) -> &str {
@@ -532,11 +491,7 @@ impl ReferencePath {
             )));
         };
         walk(start, &self.steps).map_err(|(at, value)| {
-            runtime(format!(
-                "Invalid path '{}' : {}",
-                self.source,
-                miss_reason(&self.steps, at, value)
-            ))
+            runtime(format!("Invalid path '{}' : {}", self.source, miss_reason(&self.steps, at, value)))
         })
     }
 
@@ -559,11 +514,7 @@ impl ReferencePath {
             return Err(self.set_failure(&target));
         }
         let mut target = target;
-        if place(&mut target, &self.steps, value) {
-            Ok(target)
-        } else {
-            Err(self.set_failure(&target))
-        }
+        if place(&mut target, &self.steps, value) { Ok(target) } else { Err(self.set_failure(&target)) }
     }
 
     fn set_failure(&self, target: &Value) -> EvalError {
@@ -586,9 +537,9 @@ fn place(target: &mut Value, steps: &[Step], value: Value) -> bool {
     let mut slot = target;
     for step in steps {
         slot = match (step, slot) {
-            (Step::Name(name), Value::Object(map)) => map
-                .entry(name.to_string())
-                .or_insert_with(|| Value::Object(serde_json::Map::new())),
+            (Step::Name(name), Value::Object(map)) => {
+                map.entry(name.to_string()).or_insert_with(|| Value::Object(serde_json::Map::new()))
+            }
             (Step::Index(i), Value::Array(items)) => {
                 let len = i64::try_from(items.len()).unwrap_or(i64::MAX);
                 let idx = if *i < 0 { len + i } else { *i };
@@ -616,10 +567,7 @@ fn can_place(target: &Value, steps: &[Step]) -> bool {
                 }
             }
             Some(value) => {
-                if !matches!(
-                    (step, value),
-                    (Step::Name(_), Value::Object(_)) | (Step::Index(_), Value::Array(_))
-                ) {
+                if !matches!((step, value), (Step::Name(_), Value::Object(_)) | (Step::Index(_), Value::Array(_))) {
                     return false;
                 }
                 if matches!(step, Step::Index(_)) && step_into(value, step).is_none() {
@@ -661,30 +609,18 @@ impl Path {
             },
             _ => None,
         };
-        let query = if tokens
-            .iter()
-            .all(|t| matches!(t, Token::Name(_) | Token::Index(_)))
-        {
+        let query = if tokens.iter().all(|t| matches!(t, Token::Name(_) | Token::Index(_))) {
             Query::Definite(definite_steps(tokens).unwrap_or_default())
         } else {
             let mut rfc = String::from("$");
             for token in &tokens {
                 push_rfc_selector(&mut rfc, token);
             }
-            let compiled = serde_json_path::JsonPath::parse(&rfc).map_err(|e| {
-                expr_error(format!(
-                    "the JSONPath '{source}' is not supported: {}",
-                    e.message()
-                ))
-            })?;
+            let compiled = serde_json_path::JsonPath::parse(&rfc)
+                .map_err(|e| expr_error(format!("the JSONPath '{source}' is not supported: {}", e.message())))?;
             Query::Indefinite(Box::new(compiled))
         };
-        Ok(Path {
-            source: source.to_owned(),
-            root,
-            query,
-            merge,
-        })
+        Ok(Path { source: source.to_owned(), root, query, merge })
     }
 
     pub fn as_str(&self) -> &str {
@@ -710,9 +646,7 @@ impl Path {
         let start = root_value(&self.root, scope);
         match (&self.query, &self.merge) {
             (Query::Definite(steps), None) => walk(start?, steps).ok().map(Cow::Borrowed),
-            (Query::Definite(steps), Some(names)) => {
-                merge_members(walk(start?, steps).ok()?, names).map(Cow::Owned)
-            }
+            (Query::Definite(steps), Some(names)) => merge_members(walk(start?, steps).ok()?, names).map(Cow::Owned),
             // Jayway answers an indefinite query with a (possibly empty) list, even when its
             // start is missing (corpus: `$.items[1:]` on `{}` gives `[]`).
             (Query::Indefinite(query), merge) => {
@@ -730,12 +664,7 @@ impl Path {
 /// The listed members of an object that it has, in the order listed.
 fn merge_members(value: &Value, names: &[String]) -> Option<Value> {
     let map = value.as_object()?;
-    Some(Value::Object(
-        names
-            .iter()
-            .filter_map(|n| map.get(n).map(|v| (n.clone(), v.clone())))
-            .collect(),
-    ))
+    Some(Value::Object(names.iter().filter_map(|n| map.get(n).map(|v| (n.clone(), v.clone()))).collect()))
 }
 
 #[cfg(test)]
@@ -745,36 +674,21 @@ mod tests {
     use serde_json::json;
 
     fn scope<'a>(input: &'a Value, context: &'a Value) -> Scope<'a> {
-        Scope {
-            input,
-            context,
-            variables: &NoVariables,
-        }
+        Scope { input, context, variables: &NoVariables }
     }
 
     fn query(path: &str, input: Value) -> Option<Value> {
         let ctx = json!({});
-        Path::parse(path)
-            .unwrap_or_else(|e| panic!("{path}: {e}"))
-            .find(&scope(&input, &ctx))
+        Path::parse(path).unwrap_or_else(|e| panic!("{path}: {e}")).find(&scope(&input, &ctx))
     }
 
     #[test]
     fn parses_roots() {
-        assert_eq!(
-            ReferencePath::parse("$").expect("should succeed").root,
-            Root::Input
-        );
-        assert_eq!(
-            ReferencePath::parse("$$").expect("should succeed").root,
-            Root::Context
-        );
+        assert_eq!(ReferencePath::parse("$").expect("should succeed").root, Root::Input);
+        assert_eq!(ReferencePath::parse("$$").expect("should succeed").root, Root::Context);
         let p = ReferencePath::parse("$$.Execution.Id").expect("should succeed");
         assert_eq!(p.root, Root::Context);
-        assert_eq!(
-            p.steps,
-            vec![Step::Name("Execution".into()), Step::Name("Id".into())]
-        );
+        assert_eq!(p.steps, vec![Step::Name("Execution".into()), Step::Name("Id".into())]);
         let p = ReferencePath::parse("$var.a[0]").expect("should succeed");
         assert_eq!(p.root, Root::Variable("var".into()));
         assert_eq!(p.steps, vec![Step::Name("a".into()), Step::Index(0)]);
@@ -784,18 +698,7 @@ mod tests {
 
     #[test]
     fn rejects_bad_paths() {
-        for bad in [
-            "",
-            "a",
-            "$.",
-            "$..",
-            "$[",
-            "$['a'",
-            "$.a b",
-            "$.a[x]",
-            "$[1:2:0]",
-            "$.a.length()",
-        ] {
+        for bad in ["", "a", "$.", "$..", "$[", "$['a'", "$.a b", "$.a[x]", "$[1:2:0]", "$.a.length()"] {
             assert!(Path::parse(bad).is_err(), "{bad:?} should not parse");
         }
         for indefinite in ["$.a[*]", "$..a", "$.a[1:]", "$.a[?(@.b)]", "$.*", "$[0,1]"] {
@@ -808,10 +711,7 @@ mod tests {
     fn bracket_names_keep_backslashes() {
         // corpus: scenarios.base_scenarios.escape_sequence_parsing.ESCAPE_SEQUENCES_JSONPATH
         let input = json!({"Test\\\"\"Name\"": "Value\"\\"});
-        assert_eq!(
-            query("$['Test\\\"\"Name\"']", input),
-            Some(json!("Value\"\\"))
-        );
+        assert_eq!(query("$['Test\\\"\"Name\"']", input), Some(json!("Value\"\\")));
     }
 
     #[test]
@@ -819,14 +719,8 @@ mod tests {
         // corpus: base.json_path_array_access.items_10_484dcc
         let items: Vec<Value> = (0..11).map(|i| json!({"item_key": i})).collect();
         let input = json!({ "items": items });
-        assert_eq!(
-            query("$.items[10]", input.clone()),
-            Some(json!({"item_key": 10}))
-        );
-        assert_eq!(
-            query("$.items[-1]", input.clone()),
-            Some(json!({"item_key": 10}))
-        );
+        assert_eq!(query("$.items[10]", input.clone()), Some(json!({"item_key": 10})));
+        assert_eq!(query("$.items[-1]", input.clone()), Some(json!({"item_key": 10})));
         assert_eq!(query("$.items[11]", input), None);
     }
 
@@ -855,35 +749,17 @@ mod tests {
         assert_eq!(query("$.items[:1]", input.clone()), Some(json!([{"v": 1}])));
         assert_eq!(query("$.items[*].v", input.clone()), Some(json!([1, 2, 4])));
         assert_eq!(query("$..w", input.clone()), Some(json!([3])));
-        assert_eq!(
-            query("$.items[0,3]", input.clone()),
-            Some(json!([{"v": 1}, {"v": 4}]))
-        );
+        assert_eq!(query("$.items[0,3]", input.clone()), Some(json!([{"v": 1}, {"v": 4}])));
         // Jayway merges a final multi-name selector into one object.
         let obj = json!({"o": {"a": 1, "b": 2, "c": 3}, "l": [{"a": 1, "c": 2}, 5, {"b": 3}]});
-        assert_eq!(
-            query("$.o['c','a','x']", obj.clone()),
-            Some(json!({"c": 3, "a": 1}))
-        );
-        assert_eq!(
-            query("$.l[*]['a','b']", obj.clone()),
-            Some(json!([{"a": 1}, {"b": 3}]))
-        );
+        assert_eq!(query("$.o['c','a','x']", obj.clone()), Some(json!({"c": 3, "a": 1})));
+        assert_eq!(query("$.l[*]['a','b']", obj.clone()), Some(json!([{"a": 1}, {"b": 3}])));
         assert_eq!(query("$.l['a','b']", obj.clone()), None);
         assert_eq!(query("$['o','l'].a", obj), Some(json!([1])));
         // corpus: base.state_pass_regex_json_path_base
         let users = json!({"users": [{"year": 1997, "status": 0}, {"year": 1998, "status": 1}]});
-        assert_eq!(
-            query("$.users[?(@.status == 0)]", users.clone()),
-            Some(json!([{"year": 1997, "status": 0}]))
-        );
-        assert_eq!(
-            query(
-                "$.users[?(@.year > 1997 && @.status == 1)].year",
-                users.clone()
-            ),
-            Some(json!([1998]))
-        );
+        assert_eq!(query("$.users[?(@.status == 0)]", users.clone()), Some(json!([{"year": 1997, "status": 0}])));
+        assert_eq!(query("$.users[?(@.year > 1997 && @.status == 1)].year", users.clone()), Some(json!([1998])));
         assert_eq!(query("$.users[?(@.name == 'x')]", users), Some(json!([])));
     }
 
@@ -892,69 +768,26 @@ mod tests {
         let input = json!({"a": {"b": 1}, "s": "text", "arr": [1]});
         let ctx = json!({});
         let sc = scope(&input, &ctx);
-        let err = |p: &str| {
-            ReferencePath::parse(p)
-                .expect("should succeed")
-                .get(&sc)
-                .expect_err("should fail")
-        };
+        let err = |p: &str| ReferencePath::parse(p).expect("should succeed").get(&sc).expect_err("should fail");
         // corpus: ST_INVALID_JSONPATH_IN_OUTPUTPATH
         let e = err("$.NoSuchOutputPath");
         assert_eq!(e.error, "States.Runtime");
-        assert_eq!(
-            e.message,
-            "Invalid path '$.NoSuchOutputPath' : No results for path: $['NoSuchOutputPath']"
-        );
-        assert_eq!(
-            err("$.x.y").message,
-            "Invalid path '$.x.y' : Missing property in path $['x']"
-        );
-        assert_eq!(
-            err("$.arr[3]").message,
-            "Invalid path '$.arr[3]' : No results for path: $['arr'][3]"
-        );
-        assert!(
-            err("$.s.t")
-                .message
-                .contains("but found 'java.lang.String'")
-        );
+        assert_eq!(e.message, "Invalid path '$.NoSuchOutputPath' : No results for path: $['NoSuchOutputPath']");
+        assert_eq!(err("$.x.y").message, "Invalid path '$.x.y' : Missing property in path $['x']");
+        assert_eq!(err("$.arr[3]").message, "Invalid path '$.arr[3]' : No results for path: $['arr'][3]");
+        assert!(err("$.s.t").message.contains("but found 'java.lang.String'"));
     }
 
     #[test]
     fn set_creates_objects_and_replaces() {
         let p = |s: &str| ReferencePath::parse(s).expect("should succeed");
-        assert_eq!(
-            p("$")
-                .set(json!({"a": 1}), json!(2))
-                .expect("should succeed"),
-            json!(2)
-        );
-        assert_eq!(
-            p("$.a.b")
-                .set(json!({"x": 1}), json!(2))
-                .expect("should succeed"),
-            json!({"x": 1, "a": {"b": 2}})
-        );
-        assert_eq!(
-            p("$.x")
-                .set(json!({"x": 1}), json!([2]))
-                .expect("should succeed"),
-            json!({"x": [2]})
-        );
-        assert_eq!(
-            p("$.a[1]")
-                .set(json!({"a": [0, 1]}), json!("z"))
-                .expect("should succeed"),
-            json!({"a": [0, "z"]})
-        );
-        let e = p("$.a")
-            .set(json!("text"), json!(1))
-            .expect_err("should fail");
+        assert_eq!(p("$").set(json!({"a": 1}), json!(2)).expect("should succeed"), json!(2));
+        assert_eq!(p("$.a.b").set(json!({"x": 1}), json!(2)).expect("should succeed"), json!({"x": 1, "a": {"b": 2}}));
+        assert_eq!(p("$.x").set(json!({"x": 1}), json!([2])).expect("should succeed"), json!({"x": [2]}));
+        assert_eq!(p("$.a[1]").set(json!({"a": [0, 1]}), json!("z")).expect("should succeed"), json!({"a": [0, "z"]}));
+        let e = p("$.a").set(json!("text"), json!(1)).expect_err("should fail");
         assert_eq!(e.error, "States.ResultPathMatchFailure");
-        assert_eq!(
-            e.message,
-            "Unable to apply ReferencePath $.a to input \"text\""
-        );
+        assert_eq!(e.message, "Unable to apply ReferencePath $.a to input \"text\"");
         assert!(p("$.x.y").set(json!({"x": 1}), json!(1)).is_err());
         assert!(p("$.a[2]").set(json!({"a": [0]}), json!(1)).is_err());
         assert!(p("$$.a").set(json!({}), json!(1)).is_err());

@@ -65,13 +65,7 @@ fn compile_node(value: &Value, pointer: &str, errors: &mut Vec<ExprError>) -> No
                         continue;
                     };
                     match Expr::parse(source) {
-                        Ok(expr) => entries.push((
-                            name.to_owned(),
-                            Node::Expr {
-                                field: key.clone(),
-                                expr,
-                            },
-                        )),
+                        Ok(expr) => entries.push((name.to_owned(), Node::Expr { field: key.clone(), expr })),
                         Err(e) => errors.push(ExprError {
                             pointer: child_pointer,
                             message: format!(
@@ -88,11 +82,7 @@ fn compile_node(value: &Value, pointer: &str, errors: &mut Vec<ExprError>) -> No
             Node::Object(entries)
         }
         Value::Array(items) => Node::Array(
-            items
-                .iter()
-                .enumerate()
-                .map(|(i, item)| compile_node(item, &format!("{pointer}/{i}"), errors))
-                .collect(),
+            items.iter().enumerate().map(|(i, item)| compile_node(item, &format!("{pointer}/{i}"), errors)).collect(),
         ),
         other => Node::Literal(other.clone()),
     }
@@ -108,11 +98,9 @@ fn eval_node(node: &Node, scope: &Scope<'_>, rng: Rng<'_>) -> Result<Value, Eval
             }
             Ok(Value::Object(map))
         }
-        Node::Array(items) => items
-            .iter()
-            .map(|item| eval_node(item, scope, &mut *rng))
-            .collect::<Result<Vec<_>, _>>()
-            .map(Value::Array),
+        Node::Array(items) => {
+            items.iter().map(|item| eval_node(item, scope, &mut *rng)).collect::<Result<Vec<_>, _>>().map(Value::Array)
+        }
         Node::Expr { field, expr } => expr.eval(scope, field, rng),
     }
 }
@@ -122,14 +110,7 @@ impl Template {
     pub fn compile(raw: &Value) -> Result<Self, Vec<ExprError>> {
         let mut errors = Vec::new();
         let root = compile_node(raw, "", &mut errors);
-        if errors.is_empty() {
-            Ok(Template {
-                raw: raw.clone(),
-                root,
-            })
-        } else {
-            Err(errors)
-        }
+        if errors.is_empty() { Ok(Template { raw: raw.clone(), root }) } else { Err(errors) }
     }
 
     pub fn raw(&self) -> &Value {
@@ -154,30 +135,17 @@ mod tests {
 
     fn eval(template: Value, input: Value) -> Result<Value, EvalError> {
         let ctx = json!({"Execution": {"Input": input.clone(), "Id": "arn:x"}});
-        let vars = json!({"x": 42})
-            .as_object()
-            .expect("should succeed")
-            .clone();
-        let scope = Scope {
-            input: &input,
-            context: &ctx,
-            variables: &vars,
-        };
+        let vars = json!({"x": 42}).as_object().expect("should succeed").clone();
+        let scope = Scope { input: &input, context: &ctx, variables: &vars };
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
-        Template::compile(&template)
-            .expect("should succeed")
-            .eval(&scope, &mut rng)
+        Template::compile(&template).expect("should succeed").eval(&scope, &mut rng)
     }
 
     #[test]
     fn literal_and_dynamic_entries() {
         // corpus: base.state_pass_result_null_input_output_paths (State0)
         assert_eq!(
-            eval(
-                json!({"Arg1": "argument1", "FromInput.$": "$"}),
-                json!({"InputValue": 0})
-            )
-            .expect("should succeed"),
+            eval(json!({"Arg1": "argument1", "FromInput.$": "$"}), json!({"InputValue": 0})).expect("should succeed"),
             json!({"Arg1": "argument1", "FromInput": {"InputValue": 0}})
         );
         assert_eq!(
@@ -193,8 +161,7 @@ mod tests {
     #[test]
     fn plain_strings_are_never_evaluated() {
         // corpus: assign.assign_base.base_cases.BASE_CONSTANT_LITERALS
-        let t =
-            json!({"p": "$", "q": "$$.Execution.Id", "r": "States.Format('{}', $x)", "s": ["$x"]});
+        let t = json!({"p": "$", "q": "$$.Execution.Id", "r": "States.Format('{}', $x)", "s": ["$x"]});
         assert_eq!(eval(t.clone(), json!({})).expect("should succeed"), t);
         assert!(!Template::compile(&t).expect("should succeed").is_dynamic());
     }
@@ -202,11 +169,7 @@ mod tests {
     #[test]
     fn missing_path_wording() {
         // corpus: scenarios.base_scenarios.invalid_jsonpath.INVALID_JSONPATH_IN_STRING_EXPR_JSONPATH
-        let e = eval(
-            json!({"value.$": "$.no_such_jsonpath"}),
-            json!({"input_value": 1}),
-        )
-        .expect_err("should fail");
+        let e = eval(json!({"value.$": "$.no_such_jsonpath"}), json!({"input_value": 1})).expect_err("should fail");
         assert_eq!(e.error, "States.Runtime");
         assert_eq!(
             e.message,

@@ -60,20 +60,14 @@ impl Status {
     }
 
     pub fn parse(text: &str) -> Option<Status> {
-        Status::ALL
-            .into_iter()
-            .find(|s| s.as_str().eq_ignore_ascii_case(text))
+        Status::ALL.into_iter().find(|s| s.as_str().eq_ignore_ascii_case(text))
     }
 
     /// No further event changes a terminal execution (except a redrive).
     pub fn is_terminal(self) -> bool {
         matches!(
             self,
-            Status::Succeeded
-                | Status::Failed
-                | Status::Compensated
-                | Status::Cancelled
-                | Status::Terminated
+            Status::Succeeded | Status::Failed | Status::Compensated | Status::Cancelled | Status::Terminated
         )
     }
 }
@@ -283,10 +277,7 @@ pub(crate) enum Cursor {
     /// Finished with this output.
     Done(Value),
     /// Failed with this error.
-    Failed {
-        error: String,
-        cause: Option<String>,
-    },
+    Failed { error: String, cause: Option<String> },
     /// Stopped from outside (sibling failure, cancel, terminate).
     Aborted,
 }

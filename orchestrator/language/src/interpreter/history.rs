@@ -31,10 +31,7 @@ pub struct HistoryEvent {
 impl HistoryEvent {
     /// The outside event this entry recorded, with its time, if it recorded one.
     pub fn as_input(&self) -> Option<Envelope> {
-        self.cause.clone().map(|event| Envelope {
-            now_ms: self.timestamp_ms,
-            event,
-        })
+        self.cause.clone().map(|event| Envelope { now_ms: self.timestamp_ms, event })
     }
 }
 

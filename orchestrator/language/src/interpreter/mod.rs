@@ -167,10 +167,6 @@ pub enum StepError {
 }
 
 /// Apply one event. On error nothing changed.
-pub fn step(
-    definition: &Definition,
-    execution: &mut Execution,
-    envelope: Envelope,
-) -> Result<Step, StepError> {
+pub fn step(definition: &Definition, execution: &mut Execution, envelope: Envelope) -> Result<Step, StepError> {
     run::apply(definition, execution, envelope)
 }

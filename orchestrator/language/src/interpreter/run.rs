@@ -13,20 +13,18 @@ use rand_core::SeedableRng;
 use serde_json::{Map, Value, json};
 
 use super::execution::{
-    Cursor, Execution, Join, MachineStep, ParentLink, Pending, RedrivePoint, Status, Thread, ThreadId, Visit,
-    Waiter,
+    Cursor, Execution, Join, MachineStep, ParentLink, Pending, RedrivePoint, Status, Thread, ThreadId, Visit, Waiter,
 };
 use super::history::{EventKind, HistoryEvent};
 use super::saga::LedgerEntry;
 use super::{
-    Action, Call, DEFAULT_TASK_TIMEOUT_SECONDS, Envelope, Event, PAYLOAD_LIMIT_BYTES, Start, Step,
-    StepError, WorkId,
+    Action, Call, DEFAULT_TASK_TIMEOUT_SECONDS, Envelope, Event, PAYLOAD_LIMIT_BYTES, Start, Step, StepError, WorkId,
 };
 use crate::errors;
 use crate::expr::{EvalError, ReferencePath, Scope, Template, choice, timestamp};
 use crate::model::{
-    Catcher, Definition, FailField, MapState, MaxConcurrency, NumberOrPath, PathField, Resilience,
-    State, StateKind, StateMachine, Timeout, Transition, WaitState,
+    Catcher, Definition, FailField, MapState, MaxConcurrency, NumberOrPath, PathField, Resilience, State, StateKind,
+    StateMachine, Timeout, Transition, WaitState,
 };
 
 /// An error on its way through Retry and Catch. `None` fields are absent (a bare Fail state).
@@ -38,10 +36,7 @@ pub(crate) struct Failure {
 
 impl Failure {
     pub(crate) fn new(error: impl Into<String>, cause: impl Into<String>) -> Self {
-        Failure {
-            error: Some(error.into()),
-            cause: Some(cause.into()),
-        }
+        Failure { error: Some(error.into()), cause: Some(cause.into()) }
     }
 
     /// The error output a Catch hands on: `{"Error": ..., "Cause": ...}`.
@@ -62,14 +57,8 @@ impl Failure {
 }
 
 enum Work {
-    Enter {
-        thread: ThreadId,
-        state: String,
-        input: Value,
-    },
-    ThreadEnded {
-        thread: ThreadId,
-    },
+    Enter { thread: ThreadId, state: String, input: Value },
+    ThreadEnded { thread: ThreadId },
 }
 
 pub(crate) struct Runner<'a> {
@@ -85,16 +74,10 @@ pub(crate) struct Runner<'a> {
     time_cache: (i64, String),
 }
 
-pub(super) fn apply(
-    def: &Definition,
-    ex: &mut Execution,
-    env: Envelope,
-) -> Result<Step, StepError> {
+pub(super) fn apply(def: &Definition, ex: &mut Execution, env: Envelope) -> Result<Step, StepError> {
     check(ex, &env.event)?;
     let ctx = std::mem::take(&mut ex.context);
-    let rng = ChaCha8Rng::seed_from_u64(
-        ex.seed ^ (ex.last_event_id + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15),
-    );
+    let rng = ChaCha8Rng::seed_from_u64(ex.seed ^ (ex.last_event_id + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15));
     let mut runner = Runner {
         def,
         ex,
@@ -118,37 +101,20 @@ fn check(ex: &Execution, event: &Event) -> Result<(), StepError> {
         Event::Started(_) if ex.status != Status::Pending => Err(StepError::AlreadyStarted),
         Event::Started(_) => Ok(()),
         _ if ex.status == Status::Pending => Err(StepError::NotStarted),
-        Event::TaskSucceeded { id, .. } | Event::TaskFailed { id, .. } => {
-            match ex.pending.get(id) {
-                Some(Pending {
-                    action: Action::Invoke(_),
-                    ..
-                }) => Ok(()),
-                _ => Err(StepError::UnknownWork(*id)),
-            }
-        }
-        Event::TimerFired { id } => match ex.pending.get(id) {
-            Some(Pending {
-                action: Action::StartTimer { .. },
-                ..
-            }) => Ok(()),
+        Event::TaskSucceeded { id, .. } | Event::TaskFailed { id, .. } => match ex.pending.get(id) {
+            Some(Pending { action: Action::Invoke(_), .. }) => Ok(()),
             _ => Err(StepError::UnknownWork(*id)),
         },
-        Event::Cancel { .. } if ex.status != Status::Running => {
-            Err(StepError::InvalidInStatus(ex.status, "cancel"))
-        }
-        Event::Terminate { .. } if ex.status.is_terminal() => {
-            Err(StepError::InvalidInStatus(ex.status, "terminate"))
-        }
-        Event::RetryCompensation
-        | Event::SkipCompensation { .. }
-        | Event::ResolveCompensation { .. }
+        Event::TimerFired { id } => match ex.pending.get(id) {
+            Some(Pending { action: Action::StartTimer { .. }, .. }) => Ok(()),
+            _ => Err(StepError::UnknownWork(*id)),
+        },
+        Event::Cancel { .. } if ex.status != Status::Running => Err(StepError::InvalidInStatus(ex.status, "cancel")),
+        Event::Terminate { .. } if ex.status.is_terminal() => Err(StepError::InvalidInStatus(ex.status, "terminate")),
+        Event::RetryCompensation | Event::SkipCompensation { .. } | Event::ResolveCompensation { .. }
             if ex.status != Status::CompensationStuck =>
         {
-            Err(StepError::InvalidInStatus(
-                ex.status,
-                "a compensation repair",
-            ))
+            Err(StepError::InvalidInStatus(ex.status, "a compensation repair"))
         }
         Event::Redrive if !ex.can_redrive() => Err(StepError::InvalidInStatus(ex.status, "redrive")),
         _ => Ok(()),
@@ -171,14 +137,7 @@ impl Runner<'_> {
     ) -> u64 {
         self.ex.last_event_id += 1;
         let id = self.ex.last_event_id;
-        self.out.history.push(HistoryEvent {
-            id,
-            timestamp_ms: self.now_ms,
-            kind,
-            state,
-            details,
-            cause,
-        });
+        self.out.history.push(HistoryEvent { id, timestamp_ms: self.now_ms, kind, state, details, cause });
         id
     }
 
@@ -194,13 +153,7 @@ impl Runner<'_> {
             Action::StartTimer { id, .. } => *id,
             _ => return self.out.actions.push(action),
         };
-        self.ex.pending.insert(
-            id,
-            Pending {
-                action: action.clone(),
-                waiter,
-            },
-        );
+        self.ex.pending.insert(id, Pending { action: action.clone(), waiter });
         self.out.actions.push(action);
     }
 
@@ -229,10 +182,7 @@ impl Runner<'_> {
     }
 
     fn thread_mut(&mut self, id: ThreadId) -> &mut Thread {
-        self.ex
-            .threads
-            .get_mut(&id)
-            .expect("thread exists while work refers to it")
+        self.ex.threads.get_mut(&id).expect("thread exists while work refers to it")
     }
 
     fn state_of(&self, thread: ThreadId, name: &str) -> &State {
@@ -240,12 +190,7 @@ impl Runner<'_> {
     }
 
     /// Point `$$.State` at the current state (and drop `$$.Map` unless asked for).
-    pub(crate) fn set_state_context(
-        &mut self,
-        name: &str,
-        entered_ms: i64,
-        retry_count: Option<u32>,
-    ) {
+    pub(crate) fn set_state_context(&mut self, name: &str, entered_ms: i64, retry_count: Option<u32>) {
         if self.time_cache.0 != entered_ms || self.time_cache.1.is_empty() {
             self.time_cache = (entered_ms, format_time(entered_ms));
         }
@@ -253,9 +198,7 @@ impl Runner<'_> {
             return;
         };
         ctx.shift_remove("Map");
-        let state = ctx
-            .entry("State")
-            .or_insert_with(|| Value::Object(Map::new()));
+        let state = ctx.entry("State").or_insert_with(|| Value::Object(Map::new()));
         let Value::Object(state) = state else { return };
         match state.get_mut("Name") {
             Some(Value::String(current)) if current == name => {}
@@ -266,10 +209,7 @@ impl Runner<'_> {
         match state.get_mut("EnteredTime") {
             Some(Value::String(current)) if *current == self.time_cache.1 => {}
             _ => {
-                state.insert(
-                    "EnteredTime".into(),
-                    Value::String(self.time_cache.1.clone()),
-                );
+                state.insert("EnteredTime".into(), Value::String(self.time_cache.1.clone()));
             }
         }
         match retry_count {
@@ -282,33 +222,15 @@ impl Runner<'_> {
         }
     }
 
-    fn eval_template(
-        &mut self,
-        thread: ThreadId,
-        template: &Template,
-        input: &Value,
-    ) -> Result<Value, EvalError> {
+    fn eval_template(&mut self, thread: ThreadId, template: &Template, input: &Value) -> Result<Value, EvalError> {
         let vars = &self.ex.threads[&thread].variables;
-        let scope = Scope {
-            input,
-            context: &self.ctx,
-            variables: vars,
-        };
+        let scope = Scope { input, context: &self.ctx, variables: vars };
         template.eval(&scope, &mut self.rng)
     }
 
-    fn get_path(
-        &self,
-        thread: ThreadId,
-        path: &ReferencePath,
-        input: &Value,
-    ) -> Result<Value, EvalError> {
+    fn get_path(&self, thread: ThreadId, path: &ReferencePath, input: &Value) -> Result<Value, EvalError> {
         let vars = &self.ex.threads[&thread].variables;
-        path.get(&Scope {
-            input,
-            context: &self.ctx,
-            variables: vars,
-        })
+        path.get(&Scope { input, context: &self.ctx, variables: vars })
     }
 
     /// InputPath without copying when it is the identity (the common case).
@@ -326,12 +248,7 @@ impl Runner<'_> {
     }
 
     /// InputPath / OutputPath: `$` by default, `{}` for null.
-    fn select(
-        &self,
-        thread: ThreadId,
-        field: &PathField,
-        value: Value,
-    ) -> Result<Value, EvalError> {
+    fn select(&self, thread: ThreadId, field: &PathField, value: Value) -> Result<Value, EvalError> {
         match field {
             PathField::Identity => Ok(value),
             PathField::Null => Ok(Value::Object(Map::new())),
@@ -340,11 +257,7 @@ impl Runner<'_> {
     }
 
     /// ResultPath: the raw input with the result placed into it.
-    fn merge_result(
-        field: &PathField,
-        raw_input: Value,
-        result: Value,
-    ) -> Result<Value, EvalError> {
+    fn merge_result(field: &PathField, raw_input: Value, result: Value) -> Result<Value, EvalError> {
         match field {
             PathField::Identity => Ok(result),
             PathField::Null => Ok(raw_input),
@@ -374,53 +287,26 @@ impl Runner<'_> {
             Event::Started(start) => self.start(start),
             Event::TaskSucceeded { id, output } => {
                 let pending = self.ex.pending.remove(&id).expect("checked");
-                let cause = Event::TaskSucceeded {
-                    id,
-                    output: output.clone(),
-                };
+                let cause = Event::TaskSucceeded { id, output: output.clone() };
                 match pending.waiter {
                     Waiter::Thread(thread) => self.on_task_result(thread, id, Ok(output), cause),
-                    Waiter::Compensation(step) => {
-                        self.on_compensation_result(step, Ok(output), cause)
-                    }
+                    Waiter::Compensation(step) => self.on_compensation_result(step, Ok(output), cause),
                     Waiter::ExecutionTimeout => {}
                 }
             }
-            Event::TaskFailed {
-                id,
-                error,
-                cause,
-                outcome_unknown,
-            } => {
+            Event::TaskFailed { id, error, cause, outcome_unknown } => {
                 let pending = self.ex.pending.remove(&id).expect("checked");
-                let record = Event::TaskFailed {
-                    id,
-                    error: error.clone(),
-                    cause: cause.clone(),
-                    outcome_unknown,
-                };
-                let failure = Failure {
-                    error: Some(error),
-                    cause,
-                };
+                let record = Event::TaskFailed { id, error: error.clone(), cause: cause.clone(), outcome_unknown };
+                let failure = Failure { error: Some(error), cause };
                 match pending.waiter {
-                    Waiter::Thread(thread) => {
-                        self.on_task_result(thread, id, Err((failure, outcome_unknown)), record)
-                    }
-                    Waiter::Compensation(step) => {
-                        self.on_compensation_result(step, Err(failure), record)
-                    }
+                    Waiter::Thread(thread) => self.on_task_result(thread, id, Err((failure, outcome_unknown)), record),
+                    Waiter::Compensation(step) => self.on_compensation_result(step, Err(failure), record),
                     Waiter::ExecutionTimeout => {}
                 }
             }
             Event::TimerFired { id } => {
                 let pending = self.ex.pending.remove(&id).expect("checked");
-                self.record(
-                    EventKind::TimerFired,
-                    None,
-                    json!({ "timerId": id }),
-                    Some(Event::TimerFired { id }),
-                );
+                self.record(EventKind::TimerFired, None, json!({ "timerId": id }), Some(Event::TimerFired { id }));
                 match pending.waiter {
                     Waiter::Thread(thread) => self.on_timer(thread, id),
                     Waiter::Compensation(step) => self.on_compensation_timer(step),
@@ -428,9 +314,7 @@ impl Runner<'_> {
                 }
             }
             Event::Cancel { reason } => {
-                let cause = reason
-                    .clone()
-                    .unwrap_or_else(|| "The execution was cancelled.".into());
+                let cause = reason.clone().unwrap_or_else(|| "The execution was cancelled.".into());
                 self.record(
                     EventKind::ExecutionCancelRequested,
                     None,
@@ -446,9 +330,7 @@ impl Runner<'_> {
                     EventKind::ExecutionTerminated,
                     None,
                     json!({ "reason": reason }),
-                    Some(Event::Terminate {
-                        reason: reason.clone(),
-                    }),
+                    Some(Event::Terminate { reason: reason.clone() }),
                 );
                 if self.ex.threads.contains_key(&0) {
                     self.abort_thread(0);
@@ -459,18 +341,13 @@ impl Runner<'_> {
                 }
                 if self.ex.error.is_none() {
                     self.ex.error = Some("Sagaflow.Terminated".into());
-                    self.ex.cause =
-                        Some(reason.unwrap_or_else(|| "The execution was terminated.".into()));
+                    self.ex.cause = Some(reason.unwrap_or_else(|| "The execution was terminated.".into()));
                 }
                 self.finished(Status::Terminated);
             }
             Event::RetryCompensation => self.repair_compensation(super::saga::Repair::Retry),
-            Event::SkipCompensation { reason } => {
-                self.repair_compensation(super::saga::Repair::Skip(reason))
-            }
-            Event::ResolveCompensation { reason } => {
-                self.repair_compensation(super::saga::Repair::Resolve(reason))
-            }
+            Event::SkipCompensation { reason } => self.repair_compensation(super::saga::Repair::Skip(reason)),
+            Event::ResolveCompensation { reason } => self.repair_compensation(super::saga::Repair::Resolve(reason)),
             Event::Redrive => self.redrive(),
         }
     }
@@ -564,10 +441,7 @@ impl Runner<'_> {
                     PAYLOAD_LIMIT_BYTES
                 ),
             );
-            self.thread_mut(0).cursor = Cursor::Failed {
-                error: failure.name().into(),
-                cause: failure.cause.clone(),
-            };
+            self.thread_mut(0).cursor = Cursor::Failed { error: failure.name().into(), cause: failure.cause.clone() };
             self.queue.push_back(Work::ThreadEnded { thread: 0 });
             return;
         }
@@ -577,21 +451,13 @@ impl Runner<'_> {
             self.ex.timeout_timer = Some(id);
         }
         let start_at = self.def.machine.start_at.clone();
-        self.queue.push_back(Work::Enter {
-            thread: 0,
-            state: start_at,
-            input,
-        });
+        self.queue.push_back(Work::Enter { thread: 0, state: start_at, input });
     }
 
     fn drain(&mut self) {
         while let Some(work) = self.queue.pop_front() {
             match work {
-                Work::Enter {
-                    thread,
-                    state,
-                    input,
-                } => self.enter(thread, state, input),
+                Work::Enter { thread, state, input } => self.enter(thread, state, input),
                 Work::ThreadEnded { thread } => self.thread_ended(thread),
             }
         }
@@ -642,24 +508,13 @@ impl Runner<'_> {
         let retry_count = matches!(state.kind, StateKind::Task(_)).then_some(0);
         self.set_state_context(&visit.state, visit.entered_ms, retry_count);
         if let Err(failure) = self.run_state(thread, state, visit) {
-            self.end_thread(
-                thread,
-                Cursor::Failed {
-                    error: failure.name().into(),
-                    cause: failure.cause,
-                },
-            );
+            self.end_thread(thread, Cursor::Failed { error: failure.name().into(), cause: failure.cause });
         }
     }
 
     /// Run the synchronous part of a state. `Err` is a failure no Catch can take (the thread
     /// fails with it); catchable failures are routed inside.
-    fn run_state(
-        &mut self,
-        thread: ThreadId,
-        state: &State,
-        mut visit: Visit,
-    ) -> Result<(), Failure> {
+    fn run_state(&mut self, thread: ThreadId, state: &State, mut visit: Visit) -> Result<(), Failure> {
         match &state.kind {
             StateKind::Pass(pass) => {
                 let input = self
@@ -667,9 +522,9 @@ impl Runner<'_> {
                     .map_err(|e| Self::runtime_failure(&visit, e))?;
                 let result = match (&pass.result, &pass.parameters) {
                     (Some(result), _) => result.clone(),
-                    (None, Some(params)) => self
-                        .eval_template(thread, params, &input)
-                        .map_err(|e| Self::runtime_failure(&visit, e))?,
+                    (None, Some(params)) => {
+                        self.eval_template(thread, params, &input).map_err(|e| Self::runtime_failure(&visit, e))?
+                    }
                     (None, None) => input,
                 };
                 self.finish_state(thread, state, visit, &pass.result_path, None, result)
@@ -681,14 +536,8 @@ impl Runner<'_> {
                 let mut chosen = None;
                 for branch in &choice_state.choices {
                     let vars = &self.ex.threads[&thread].variables;
-                    let scope = Scope {
-                        input: &input,
-                        context: &self.ctx,
-                        variables: vars,
-                    };
-                    if choice::evaluate(&branch.rule, &scope)
-                        .map_err(|e| Self::runtime_failure(&visit, e))?
-                    {
+                    let scope = Scope { input: &input, context: &self.ctx, variables: vars };
+                    if choice::evaluate(&branch.rule, &scope).map_err(|e| Self::runtime_failure(&visit, e))? {
                         chosen = Some((branch.next.clone(), branch.assign.as_ref()));
                         break;
                     }
@@ -709,31 +558,20 @@ impl Runner<'_> {
                     },
                 };
                 let assigned = match assign {
-                    Some(t) => Some(
-                        self.eval_template(thread, t, &input)
-                            .map_err(|e| Self::runtime_failure(&visit, e))?,
-                    ),
+                    Some(t) => {
+                        Some(self.eval_template(thread, t, &input).map_err(|e| Self::runtime_failure(&visit, e))?)
+                    }
                     None => None,
                 };
-                let output = self
-                    .select(thread, &state.output_path, input)
-                    .map_err(|e| Self::runtime_failure(&visit, e))?;
-                self.exit_state(
-                    thread,
-                    state,
-                    &visit,
-                    output,
-                    assigned,
-                    Some(&Transition::Next(next)),
-                )
+                let output =
+                    self.select(thread, &state.output_path, input).map_err(|e| Self::runtime_failure(&visit, e))?;
+                self.exit_state(thread, state, &visit, output, assigned, Some(&Transition::Next(next)))
             }
             StateKind::Wait(wait) => {
                 let input = self
                     .select(thread, &state.input_path, visit.raw_input.clone())
                     .map_err(|e| Self::runtime_failure(&visit, e))?;
-                let due = self
-                    .wait_due(thread, wait, &input)
-                    .map_err(|e| Self::runtime_failure(&visit, e))?;
+                let due = self.wait_due(thread, wait, &input).map_err(|e| Self::runtime_failure(&visit, e))?;
                 visit.effective_input = input;
                 if due <= self.now_ms {
                     return self.finish_wait(thread, state, visit);
@@ -746,15 +584,10 @@ impl Runner<'_> {
                 let input = self
                     .select(thread, &state.input_path, visit.raw_input.clone())
                     .map_err(|e| Self::runtime_failure(&visit, e))?;
-                let output = self
-                    .select(thread, &state.output_path, input)
-                    .map_err(|e| Self::runtime_failure(&visit, e))?;
+                let output =
+                    self.select(thread, &state.output_path, input).map_err(|e| Self::runtime_failure(&visit, e))?;
                 let scoped = self.scoped(thread, &visit.state);
-                self.emit(
-                    EventKind::SucceedStateExited,
-                    Some(scoped),
-                    json!({ "output": output }),
-                );
+                self.emit(EventKind::SucceedStateExited, Some(scoped), json!({ "output": output }));
                 self.end_thread(thread, Cursor::Done(output));
                 Ok(())
             }
@@ -786,14 +619,8 @@ impl Runner<'_> {
             Some(FailField::Literal(text)) => Ok(Some(text.clone())),
             Some(FailField::Dynamic(expr)) => {
                 let vars = &self.ex.threads[&thread].variables;
-                let scope = Scope {
-                    input: &visit.raw_input,
-                    context: &self.ctx,
-                    variables: vars,
-                };
-                let value = expr
-                    .eval(&scope, name, &mut self.rng)
-                    .map_err(|e| Self::runtime_failure(visit, e))?;
+                let scope = Scope { input: &visit.raw_input, context: &self.ctx, variables: vars };
+                let value = expr.eval(&scope, name, &mut self.rng).map_err(|e| Self::runtime_failure(visit, e))?;
                 Ok(Some(match value {
                     Value::String(s) => s,
                     other => other.to_string(),
@@ -802,23 +629,12 @@ impl Runner<'_> {
         }
     }
 
-    fn wait_due(
-        &self,
-        thread: ThreadId,
-        wait: &WaitState,
-        input: &Value,
-    ) -> Result<i64, EvalError> {
-        let runtime = |message: String| EvalError {
-            error: errors::RUNTIME.into(),
-            message,
-        };
+    fn wait_due(&self, thread: ThreadId, wait: &WaitState, input: &Value) -> Result<i64, EvalError> {
+        let runtime = |message: String| EvalError { error: errors::RUNTIME.into(), message };
         match wait {
             WaitState::Seconds(s) => Ok(self.now_ms.saturating_add(*s as i64 * 1000)),
-            WaitState::Timestamp(text) => timestamp::parse_millis(text).ok_or_else(|| {
-                runtime(format!(
-                    "The Timestamp field is not a valid timestamp: {text}"
-                ))
-            }),
+            WaitState::Timestamp(text) => timestamp::parse_millis(text)
+                .ok_or_else(|| runtime(format!("The Timestamp field is not a valid timestamp: {text}"))),
             WaitState::SecondsPath(path) => {
                 let value = self.get_path(thread, path, input)?;
                 let shown = compact(&value);
@@ -852,10 +668,7 @@ impl Runner<'_> {
             }
             WaitState::TimestampPath(path) => {
                 let value = self.get_path(thread, path, input)?;
-                let text = value
-                    .as_str()
-                    .map(str::to_owned)
-                    .unwrap_or_else(|| compact(&value));
+                let text = value.as_str().map(str::to_owned).unwrap_or_else(|| compact(&value));
                 value.as_str().and_then(timestamp::parse_millis).ok_or_else(|| {
                     runtime(format!(
                         "The TimestampPath parameter does not reference a valid ISO-8601 extended offset date-time format string: {} == {}",
@@ -867,31 +680,14 @@ impl Runner<'_> {
         }
     }
 
-    fn finish_wait(
-        &mut self,
-        thread: ThreadId,
-        state: &State,
-        visit: Visit,
-    ) -> Result<(), Failure> {
+    fn finish_wait(&mut self, thread: ThreadId, state: &State, visit: Visit) -> Result<(), Failure> {
         let input = visit.effective_input.clone();
         let assigned = match &state.assign {
-            Some(t) => Some(
-                self.eval_template(thread, t, &input)
-                    .map_err(|e| Self::runtime_failure(&visit, e))?,
-            ),
+            Some(t) => Some(self.eval_template(thread, t, &input).map_err(|e| Self::runtime_failure(&visit, e))?),
             None => None,
         };
-        let output = self
-            .select(thread, &state.output_path, input)
-            .map_err(|e| Self::runtime_failure(&visit, e))?;
-        self.exit_state(
-            thread,
-            state,
-            &visit,
-            output,
-            assigned,
-            state.transition.as_ref(),
-        )
+        let output = self.select(thread, &state.output_path, input).map_err(|e| Self::runtime_failure(&visit, e))?;
+        self.exit_state(thread, state, &visit, output, assigned, state.transition.as_ref())
     }
 
     /// ResultSelector → Assign → ResultPath → OutputPath → exit, for Pass, Task, Parallel, Map.
@@ -906,24 +702,17 @@ impl Runner<'_> {
     ) -> Result<(), Failure> {
         let mut visit = visit;
         let selected = match result_selector {
-            Some(t) => self
-                .eval_template(thread, t, &result)
-                .map_err(|e| Self::runtime_failure(&visit, e))?,
+            Some(t) => self.eval_template(thread, t, &result).map_err(|e| Self::runtime_failure(&visit, e))?,
             None => result,
         };
         let assigned = match &state.assign {
-            Some(t) => Some(
-                self.eval_template(thread, t, &selected)
-                    .map_err(|e| Self::runtime_failure(&visit, e))?,
-            ),
+            Some(t) => Some(self.eval_template(thread, t, &selected).map_err(|e| Self::runtime_failure(&visit, e))?),
             None => None,
         };
         let raw_input = std::mem::take(&mut visit.raw_input);
-        let combined = Self::merge_result(result_path, raw_input, selected)
-            .map_err(|e| Self::runtime_failure(&visit, e))?;
-        let output = self
-            .select(thread, &state.output_path, combined)
-            .map_err(|e| Self::runtime_failure(&visit, e))?;
+        let combined =
+            Self::merge_result(result_path, raw_input, selected).map_err(|e| Self::runtime_failure(&visit, e))?;
+        let output = self.select(thread, &state.output_path, combined).map_err(|e| Self::runtime_failure(&visit, e))?;
         if over_limit(&output) {
             return Err(Failure::new(
                 errors::DATA_LIMIT_EXCEEDED,
@@ -933,14 +722,7 @@ impl Runner<'_> {
                 ),
             ));
         }
-        self.exit_state(
-            thread,
-            state,
-            &visit,
-            output,
-            assigned,
-            state.transition.as_ref(),
-        )
+        self.exit_state(thread, state, &visit, output, assigned, state.transition.as_ref())
     }
 
     fn exit_state(
@@ -959,18 +741,10 @@ impl Runner<'_> {
             }
         }
         let scoped = self.scoped(thread, &visit.state);
-        self.emit(
-            exited_kind(&state.kind),
-            Some(scoped),
-            json!({ "output": output }),
-        );
+        self.emit(exited_kind(&state.kind), Some(scoped), json!({ "output": output }));
         match transition {
             Some(Transition::Next(next)) => {
-                self.queue.push_back(Work::Enter {
-                    thread,
-                    state: next.clone(),
-                    input: output,
-                });
+                self.queue.push_back(Work::Enter { thread, state: next.clone(), input: output });
             }
             Some(Transition::End) | None => self.end_thread(thread, Cursor::Done(output)),
         }
@@ -985,9 +759,7 @@ impl Runner<'_> {
     // ---------------------------------------------------------------- tasks
 
     fn start_task(&mut self, thread: ThreadId, state: &State, mut visit: Visit) {
-        let StateKind::Task(task) = &state.kind else {
-            unreachable!("start_task on a Task")
-        };
+        let StateKind::Task(task) = &state.kind else { unreachable!("start_task on a Task") };
         let prepared = (|| {
             let input = self.select_ref(thread, &state.input_path, &visit.raw_input)?;
             match &task.parameters {
@@ -999,57 +771,39 @@ impl Runner<'_> {
             Ok(input) => input,
             Err(e) => {
                 let failure = Self::runtime_failure(&visit, e);
-                return self.end_thread(
-                    thread,
-                    Cursor::Failed {
-                        error: failure.name().into(),
-                        cause: failure.cause,
-                    },
-                );
+                return self.end_thread(thread, Cursor::Failed { error: failure.name().into(), cause: failure.cause });
             }
         };
         visit.effective_input = input;
         self.invoke_task(thread, state, visit, false);
     }
 
-    fn invoke_task(
-        &mut self,
-        thread: ThreadId,
-        state: &State,
-        visit: Visit,
-        outcome_unknown: bool,
-    ) {
-        let StateKind::Task(task) = &state.kind else {
-            unreachable!("invoke_task on a Task")
-        };
+    fn invoke_task(&mut self, thread: ThreadId, state: &State, visit: Visit, outcome_unknown: bool) {
+        let StateKind::Task(task) = &state.kind else { unreachable!("invoke_task on a Task") };
         let timeout = match &task.timeout {
             None => Ok(DEFAULT_TASK_TIMEOUT_SECONDS),
             Some(Timeout::Seconds(s)) => Ok(*s),
             Some(Timeout::Path(p)) => self.get_path(thread, p, &visit.effective_input).and_then(|v| {
                 v.as_u64().filter(|s| *s > 0).ok_or_else(|| EvalError {
                     error: errors::RUNTIME.into(),
-                    message: format!("The TimeoutSecondsPath field refers to value {} which is not a positive integer: {}", compact(&v), p.as_str()),
+                    message: format!(
+                        "The TimeoutSecondsPath field refers to value {} which is not a positive integer: {}",
+                        compact(&v),
+                        p.as_str()
+                    ),
                 })
             }),
         };
         let heartbeat = match &task.heartbeat {
             None => Ok(None),
             Some(Timeout::Seconds(s)) => Ok(Some(*s)),
-            Some(Timeout::Path(p)) => self
-                .get_path(thread, p, &visit.effective_input)
-                .map(|v| v.as_u64()),
+            Some(Timeout::Path(p)) => self.get_path(thread, p, &visit.effective_input).map(|v| v.as_u64()),
         };
         let (timeout, heartbeat) = match (timeout, heartbeat) {
             (Ok(t), Ok(h)) => (t, h),
             (Err(e), _) | (_, Err(e)) => {
                 let failure = Self::runtime_failure(&visit, e);
-                return self.end_thread(
-                    thread,
-                    Cursor::Failed {
-                        error: failure.name().into(),
-                        cause: failure.cause,
-                    },
-                );
+                return self.end_thread(thread, Cursor::Failed { error: failure.name().into(), cause: failure.cause });
             }
         };
         let id = self.new_work_id();
@@ -1080,56 +834,29 @@ impl Runner<'_> {
             }),
         );
         self.issue(Action::Invoke(call), Waiter::Thread(thread));
-        self.thread_mut(thread).cursor = Cursor::Task {
-            visit,
-            call: Some(id),
-            timer: None,
-            outcome_unknown,
-        };
+        self.thread_mut(thread).cursor = Cursor::Task { visit, call: Some(id), timer: None, outcome_unknown };
     }
 
     /// `{execution}:{scoped state}#{visit}`: the same for every attempt of one visit.
     fn idempotency_key(&self, thread: ThreadId, visit: &Visit) -> String {
-        format!(
-            "{}:{}{}#{}",
-            self.ex.execution_id,
-            self.thread(thread).scope,
-            visit.state,
-            visit.number
-        )
+        format!("{}:{}{}#{}", self.ex.execution_id, self.thread(thread).scope, visit.state, visit.number)
     }
 
-    fn on_task_result(
-        &mut self,
-        thread: ThreadId,
-        id: WorkId,
-        result: Result<Value, (Failure, bool)>,
-        record: Event,
-    ) {
-        let Cursor::Task {
-            visit,
-            outcome_unknown,
-            ..
-        } = std::mem::replace(&mut self.thread_mut(thread).cursor, Cursor::Aborted)
+    fn on_task_result(&mut self, thread: ThreadId, id: WorkId, result: Result<Value, (Failure, bool)>, record: Event) {
+        let Cursor::Task { visit, outcome_unknown, .. } =
+            std::mem::replace(&mut self.thread_mut(thread).cursor, Cursor::Aborted)
         else {
             unreachable!("a task answer always finds its thread waiting on it")
         };
         let def = self.def;
         let steps = self.thread(thread).machine.clone();
         let state = &machine_of(def, &steps).states[visit.state.as_str()];
-        let StateKind::Task(task) = &state.kind else {
-            unreachable!("task answers go to Task states")
-        };
+        let StateKind::Task(task) = &state.kind else { unreachable!("task answers go to Task states") };
         let scope = self.scoped(thread, &visit.state);
         self.set_state_context(&visit.state, visit.entered_ms, Some(visit.retry_count));
         match result {
             Ok(output) => {
-                self.record(
-                    EventKind::TaskSucceeded,
-                    Some(scope.clone()),
-                    json!({ "callId": id }),
-                    Some(record),
-                );
+                self.record(EventKind::TaskSucceeded, Some(scope.clone()), json!({ "callId": id }), Some(record));
                 let too_large = over_limit(&output);
                 // The participant applied the call whatever its answer's size: the
                 // compensation is owed before anything else can fail (an answer too large
@@ -1147,13 +874,8 @@ impl Runner<'_> {
                             visit.state
                         ),
                     );
-                    return self.end_thread(
-                        thread,
-                        Cursor::Failed {
-                            error: failure.name().into(),
-                            cause: failure.cause,
-                        },
-                    );
+                    return self
+                        .end_thread(thread, Cursor::Failed { error: failure.name().into(), cause: failure.cause });
                 }
                 if let Err(failure) = self.finish_state(
                     thread,
@@ -1163,13 +885,7 @@ impl Runner<'_> {
                     task.resilience.result_selector.as_ref(),
                     output,
                 ) {
-                    self.end_thread(
-                        thread,
-                        Cursor::Failed {
-                            error: failure.name().into(),
-                            cause: failure.cause,
-                        },
-                    );
+                    self.end_thread(thread, Cursor::Failed { error: failure.name().into(), cause: failure.cause });
                 }
             }
             Err((failure, unknown)) => {
@@ -1198,15 +914,11 @@ impl Runner<'_> {
         failure: Failure,
         outcome_unknown: bool,
     ) {
-        let resilience =
-            resilience(&state.kind).expect("only Task, Parallel and Map fail through here");
+        let resilience = resilience(&state.kind).expect("only Task, Parallel and Map fail through here");
         let name = failure.name().to_owned();
         let terminal = errors::is_terminal(&name);
         if !terminal
-            && let Some(index) = resilience
-                .retry
-                .iter()
-                .position(|r| errors::matches(&r.error_equals, &name, true))
+            && let Some(index) = resilience.retry.iter().position(|r| errors::matches(&r.error_equals, &name, true))
         {
             let retrier = &resilience.retry[index];
             if visit.retries[index] < retrier.max_attempts {
@@ -1222,12 +934,7 @@ impl Runner<'_> {
                 );
                 let timer = self.start_timer(self.now_ms + delay, Waiter::Thread(thread));
                 self.thread_mut(thread).cursor = if is_task {
-                    Cursor::Task {
-                        visit,
-                        call: None,
-                        timer: Some(timer),
-                        outcome_unknown,
-                    }
+                    Cursor::Task { visit, call: None, timer: Some(timer), outcome_unknown }
                 } else {
                     Cursor::Backoff { visit, timer }
                 };
@@ -1243,19 +950,10 @@ impl Runner<'_> {
             self.push_ledger(thread, &visit, scope, key, None);
         }
         if !terminal
-            && let Some(catcher) = resilience
-                .catch
-                .iter()
-                .find(|c| errors::matches(&c.error_equals, &name, true))
+            && let Some(catcher) = resilience.catch.iter().find(|c| errors::matches(&c.error_equals, &name, true))
         {
             if let Err(failure) = self.catch(thread, catcher, &visit, &failure) {
-                self.end_thread(
-                    thread,
-                    Cursor::Failed {
-                        error: failure.name().into(),
-                        cause: failure.cause,
-                    },
-                );
+                self.end_thread(thread, Cursor::Failed { error: failure.name().into(), cause: failure.cause });
             }
             return;
         }
@@ -1269,44 +967,24 @@ impl Runner<'_> {
                 visits: root.visits.clone(),
             });
         }
-        self.end_thread(
-            thread,
-            Cursor::Failed {
-                error: name,
-                cause: failure.cause,
-            },
-        );
+        self.end_thread(thread, Cursor::Failed { error: name, cause: failure.cause });
     }
 
-    fn catch(
-        &mut self,
-        thread: ThreadId,
-        catcher: &Catcher,
-        visit: &Visit,
-        failure: &Failure,
-    ) -> Result<(), Failure> {
+    fn catch(&mut self, thread: ThreadId, catcher: &Catcher, visit: &Visit, failure: &Failure) -> Result<(), Failure> {
         let error_output = failure.output();
         let assigned = match &catcher.assign {
-            Some(t) => Some(
-                self.eval_template(thread, t, &error_output)
-                    .map_err(|e| Self::runtime_failure(visit, e))?,
-            ),
+            Some(t) => Some(self.eval_template(thread, t, &error_output).map_err(|e| Self::runtime_failure(visit, e))?),
             None => None,
         };
-        let output =
-            Self::merge_result(&catcher.result_path, visit.raw_input.clone(), error_output)
-                .map_err(|e| Self::runtime_failure(visit, e))?;
+        let output = Self::merge_result(&catcher.result_path, visit.raw_input.clone(), error_output)
+            .map_err(|e| Self::runtime_failure(visit, e))?;
         if let Some(Value::Object(vars)) = assigned {
             let t = self.thread_mut(thread);
             for (k, v) in vars {
                 t.variables.insert(k, v);
             }
         }
-        self.queue.push_back(Work::Enter {
-            thread,
-            state: catcher.next.clone(),
-            input: output,
-        });
+        self.queue.push_back(Work::Enter { thread, state: catcher.next.clone(), input: output });
         Ok(())
     }
 
@@ -1320,21 +998,10 @@ impl Runner<'_> {
                 let state = &machine.states[visit.state.as_str()];
                 self.set_state_context(&visit.state, visit.entered_ms, None);
                 if let Err(failure) = self.finish_wait(thread, state, visit) {
-                    self.end_thread(
-                        thread,
-                        Cursor::Failed {
-                            error: failure.name().into(),
-                            cause: failure.cause,
-                        },
-                    );
+                    self.end_thread(thread, Cursor::Failed { error: failure.name().into(), cause: failure.cause });
                 }
             }
-            Cursor::Task {
-                visit,
-                timer: Some(timer),
-                outcome_unknown,
-                ..
-            } if timer == id => {
+            Cursor::Task { visit, timer: Some(timer), outcome_unknown, .. } if timer == id => {
                 let state = &machine.states[visit.state.as_str()];
                 self.set_state_context(&visit.state, visit.entered_ms, Some(visit.retry_count));
                 self.invoke_task(thread, state, visit, outcome_unknown);
@@ -1358,33 +1025,15 @@ impl Runner<'_> {
             Ok(join) => join,
             Err(e) => {
                 let failure = Self::runtime_failure(&visit, e);
-                return self.end_thread(
-                    thread,
-                    Cursor::Failed {
-                        error: failure.name().into(),
-                        cause: failure.cause,
-                    },
-                );
+                return self.end_thread(thread, Cursor::Failed { error: failure.name().into(), cause: failure.cause });
             }
         };
         let scope = self.scoped(thread, &visit.state);
-        let started = if join.is_map {
-            EventKind::MapStateStarted
-        } else {
-            EventKind::ParallelStateStarted
-        };
-        self.emit(
-            started,
-            Some(scope),
-            json!({ "length": join.results.len() }),
-        );
+        let started = if join.is_map { EventKind::MapStateStarted } else { EventKind::ParallelStateStarted };
+        self.emit(started, Some(scope), json!({ "length": join.results.len() }));
         let mut spawn = Vec::new();
         if join.is_map {
-            let limit = if join.max_concurrency == 0 {
-                u64::MAX
-            } else {
-                join.max_concurrency
-            };
+            let limit = if join.max_concurrency == 0 { u64::MAX } else { join.max_concurrency };
             while join.next_item < join.items.len() && join.running < limit {
                 spawn.push(join.next_item);
                 join.next_item += 1;
@@ -1404,12 +1053,7 @@ impl Runner<'_> {
         }
     }
 
-    fn prepare_join(
-        &mut self,
-        thread: ThreadId,
-        state: &State,
-        visit: &mut Visit,
-    ) -> Result<Join, EvalError> {
+    fn prepare_join(&mut self, thread: ThreadId, state: &State, visit: &mut Visit) -> Result<Join, EvalError> {
         let input = self.select(thread, &state.input_path, visit.raw_input.clone())?;
         let mut join = Join {
             visit: visit.clone(),
@@ -1444,15 +1088,11 @@ impl Runner<'_> {
                 let Value::Array(items) = items else {
                     return Err(EvalError {
                         error: errors::RUNTIME.into(),
-                        message: format!(
-                            "Map state input must be an array but was: {}",
-                            compact(&items)
-                        ),
+                        message: format!("Map state input must be an array but was: {}", compact(&items)),
                     });
                 };
                 join.max_concurrency = self.max_concurrency(thread, m, &input)?;
-                join.tolerated_failures =
-                    self.tolerated_failures(thread, m, &input, items.len())?;
+                join.tolerated_failures = self.tolerated_failures(thread, m, &input, items.len())?;
                 join.results = vec![None; items.len()];
                 join.child_ledgers = vec![Vec::new(); items.len()];
                 join.items = items;
@@ -1464,12 +1104,7 @@ impl Runner<'_> {
         Ok(join)
     }
 
-    fn max_concurrency(
-        &self,
-        thread: ThreadId,
-        m: &MapState,
-        input: &Value,
-    ) -> Result<u64, EvalError> {
+    fn max_concurrency(&self, thread: ThreadId, m: &MapState, input: &Value) -> Result<u64, EvalError> {
         match &m.max_concurrency {
             MaxConcurrency::Value(v) => Ok(*v),
             MaxConcurrency::Path(p) => {
@@ -1493,10 +1128,7 @@ impl Runner<'_> {
         input: &Value,
         items: usize,
     ) -> Result<u64, EvalError> {
-        let runtime = |message: String| EvalError {
-            error: errors::RUNTIME.into(),
-            message,
-        };
+        let runtime = |message: String| EvalError { error: errors::RUNTIME.into(), message };
         let mut tolerated: Option<u64> = None;
         if let Some(count) = &m.tolerated_failure.count {
             let n = match count {
@@ -1538,9 +1170,7 @@ impl Runner<'_> {
                 }
             };
             if !(0.0..=100.0).contains(&p) {
-                return Err(runtime(
-                    "ToleratedFailurePercentage must be between 0 and 100.".into(),
-                ));
+                return Err(runtime("ToleratedFailurePercentage must be between 0 and 100.".into()));
             }
             let by_percentage = (p / 100.0 * items as f64).floor() as u64;
             tolerated = Some(tolerated.map_or(by_percentage, |t| t.max(by_percentage)));
@@ -1552,15 +1182,11 @@ impl Runner<'_> {
         let id = self.ex.next_thread_id;
         self.ex.next_thread_id += 1;
         let (input, branch, start_at) = {
-            let Cursor::Join(join) = &self.thread(parent).cursor else {
-                unreachable!("children spawn from a join")
-            };
+            let Cursor::Join(join) = &self.thread(parent).cursor else { unreachable!("children spawn from a join") };
             match &state.kind {
-                StateKind::Parallel(p) => (
-                    join.visit.effective_input.clone(),
-                    slot as u32,
-                    p.branches[slot].start_at.clone(),
-                ),
+                StateKind::Parallel(p) => {
+                    (join.visit.effective_input.clone(), slot as u32, p.branches[slot].start_at.clone())
+                }
                 StateKind::Map(_) => (Value::Null, 0, String::new()),
                 _ => unreachable!("joins are Parallel or Map"),
             }
@@ -1568,19 +1194,10 @@ impl Runner<'_> {
         let parent_thread = self.thread(parent);
         let mut machine = parent_thread.machine.clone();
         let visit_number = parent_thread.visits.get(&state.name).copied().unwrap_or(1);
-        machine.push(MachineStep {
-            state: state.name.clone(),
-            branch,
-        });
-        let scope = format!(
-            "{}{}#{}[{}].",
-            parent_thread.scope, state.name, visit_number, slot
-        );
+        machine.push(MachineStep { state: state.name.clone(), branch });
+        let scope = format!("{}{}#{}[{}].", parent_thread.scope, state.name, visit_number, slot);
         let child = Thread {
-            parent: Some(ParentLink {
-                thread: parent,
-                slot: slot as u32,
-            }),
+            parent: Some(ParentLink { thread: parent, slot: slot as u32 }),
             machine,
             scope,
             variables: parent_thread.variables.clone(),
@@ -1596,35 +1213,19 @@ impl Runner<'_> {
             StateKind::Map(m) => match self.map_item_input(parent, state, m, slot) {
                 Ok(input) => (input, m.processor.start_at.clone()),
                 Err(e) => {
-                    let Cursor::Join(join) = &self.thread(parent).cursor else {
-                        unreachable!("join")
-                    };
+                    let Cursor::Join(join) = &self.thread(parent).cursor else { unreachable!("join") };
                     let failure = Self::runtime_failure(&join.visit, e);
-                    return self.end_thread(
-                        id,
-                        Cursor::Failed {
-                            error: failure.name().into(),
-                            cause: failure.cause,
-                        },
-                    );
+                    return self.end_thread(id, Cursor::Failed { error: failure.name().into(), cause: failure.cause });
                 }
             },
             _ => (input, start_at),
         };
         let scoped = self.scoped(parent, &state.name);
-        let started = if matches!(state.kind, StateKind::Map(_)) {
-            Some(EventKind::MapIterationStarted)
-        } else {
-            None
-        };
+        let started = if matches!(state.kind, StateKind::Map(_)) { Some(EventKind::MapIterationStarted) } else { None };
         if let Some(kind) = started {
             self.emit(kind, Some(scoped), json!({ "index": slot }));
         }
-        self.queue.push_back(Work::Enter {
-            thread: id,
-            state: start_at,
-            input,
-        });
+        self.queue.push_back(Work::Enter { thread: id, state: start_at, input });
     }
 
     fn map_item_input(
@@ -1635,24 +1236,15 @@ impl Runner<'_> {
         slot: usize,
     ) -> Result<Value, EvalError> {
         let (item, input, entered_ms) = {
-            let Cursor::Join(join) = &self.thread(parent).cursor else {
-                unreachable!("join")
-            };
-            (
-                join.items[slot].clone(),
-                join.visit.effective_input.clone(),
-                join.visit.entered_ms,
-            )
+            let Cursor::Join(join) = &self.thread(parent).cursor else { unreachable!("join") };
+            (join.items[slot].clone(), join.visit.effective_input.clone(), join.visit.entered_ms)
         };
         let Some(selector) = &m.item_selector else {
             return Ok(item);
         };
         self.set_state_context(&state.name, entered_ms, None);
         if let Value::Object(ctx) = &mut self.ctx {
-            ctx.insert(
-                "Map".into(),
-                json!({ "Item": { "Index": slot, "Value": item } }),
-            );
+            ctx.insert("Map".into(), json!({ "Item": { "Index": slot, "Value": item } }));
         }
         self.eval_template(parent, selector, &input)
     }
@@ -1667,11 +1259,7 @@ impl Runner<'_> {
         let child = self.ex.threads.remove(&thread).expect("present");
         let parent = link.thread;
         let slot = link.slot as usize;
-        let Some(Thread {
-            cursor: Cursor::Join(join),
-            ..
-        }) = self.ex.threads.get_mut(&parent)
-        else {
+        let Some(Thread { cursor: Cursor::Join(join), .. }) = self.ex.threads.get_mut(&parent) else {
             return;
         };
         join.child_ledgers[slot] = child.ledger;
@@ -1686,32 +1274,21 @@ impl Runner<'_> {
                     join.results[slot] = Some(output);
                 }
                 if is_map {
-                    self.emit(
-                        EventKind::MapIterationSucceeded,
-                        Some(scoped),
-                        json!({ "index": slot }),
-                    );
+                    self.emit(EventKind::MapIterationSucceeded, Some(scoped), json!({ "index": slot }));
                 }
             }
             Cursor::Failed { error, cause } => {
-                let failure = Failure {
-                    error: (!error.is_empty()).then_some(error),
-                    cause,
-                };
+                let failure = Failure { error: (!error.is_empty()).then_some(error), cause };
                 if is_map {
                     self.emit(
                         EventKind::MapIterationFailed,
                         Some(scoped),
                         json!({ "index": slot, "error": failure.error, "cause": failure.cause }),
                     );
-                    let Cursor::Join(join) = &mut self.thread_mut(parent).cursor else {
-                        unreachable!("join")
-                    };
+                    let Cursor::Join(join) = &mut self.thread_mut(parent).cursor else { unreachable!("join") };
                     join.failures += 1;
                     join.results[slot] = Some(failure.output());
-                    if join.failures <= join.tolerated_failures
-                        && !errors::is_terminal(failure.name())
-                    {
+                    if join.failures <= join.tolerated_failures && !errors::is_terminal(failure.name()) {
                         return self.join_progress(parent);
                     }
                     let failure = if join.tolerated_failures > 0 {
@@ -1739,19 +1316,14 @@ impl Runner<'_> {
             };
             let mut to_spawn = Vec::new();
             if join.is_map {
-                let limit = if join.max_concurrency == 0 {
-                    u64::MAX
-                } else {
-                    join.max_concurrency
-                };
+                let limit = if join.max_concurrency == 0 { u64::MAX } else { join.max_concurrency };
                 while join.next_item < join.items.len() && join.running < limit {
                     to_spawn.push(join.next_item);
                     join.next_item += 1;
                     join.running += 1;
                 }
             }
-            let complete =
-                join.running == 0 && join.next_item >= join.items.len() && to_spawn.is_empty();
+            let complete = join.running == 0 && join.next_item >= join.items.len() && to_spawn.is_empty();
             (join.visit.state.clone(), to_spawn, complete)
         };
         if complete {
@@ -1766,9 +1338,7 @@ impl Runner<'_> {
     }
 
     fn join_complete(&mut self, parent: ThreadId) {
-        let Cursor::Join(join) =
-            std::mem::replace(&mut self.thread_mut(parent).cursor, Cursor::Aborted)
-        else {
+        let Cursor::Join(join) = std::mem::replace(&mut self.thread_mut(parent).cursor, Cursor::Aborted) else {
             return;
         };
         let join = *join;
@@ -1777,36 +1347,16 @@ impl Runner<'_> {
         let steps = self.thread(parent).machine.clone();
         let state = &machine_of(def, &steps).states[join.visit.state.as_str()];
         let scoped = self.scoped(parent, &join.visit.state);
-        let kind = if join.is_map {
-            EventKind::MapStateSucceeded
-        } else {
-            EventKind::ParallelStateSucceeded
-        };
+        let kind = if join.is_map { EventKind::MapStateSucceeded } else { EventKind::ParallelStateSucceeded };
         self.emit(kind, Some(scoped), Value::Null);
-        let results = Value::Array(
-            join.results
-                .into_iter()
-                .map(|r| r.unwrap_or(Value::Null))
-                .collect(),
-        );
+        let results = Value::Array(join.results.into_iter().map(|r| r.unwrap_or(Value::Null)).collect());
         let visit = join.visit;
         self.set_state_context(&visit.state, visit.entered_ms, None);
         let r = resilience(&state.kind).expect("joins are Parallel or Map");
-        if let Err(failure) = self.finish_state(
-            parent,
-            state,
-            visit,
-            &r.result_path,
-            r.result_selector.as_ref(),
-            results,
-        ) {
-            self.end_thread(
-                parent,
-                Cursor::Failed {
-                    error: failure.name().into(),
-                    cause: failure.cause,
-                },
-            );
+        if let Err(failure) =
+            self.finish_state(parent, state, visit, &r.result_path, r.result_selector.as_ref(), results)
+        {
+            self.end_thread(parent, Cursor::Failed { error: failure.name().into(), cause: failure.cause });
         }
     }
 
@@ -1819,24 +1369,14 @@ impl Runner<'_> {
             self.abort_thread(child);
             self.collect_child(parent, child);
         }
-        let Cursor::Join(join) =
-            std::mem::replace(&mut self.thread_mut(parent).cursor, Cursor::Aborted)
-        else {
+        let Cursor::Join(join) = std::mem::replace(&mut self.thread_mut(parent).cursor, Cursor::Aborted) else {
             return;
         };
         let join = *join;
         self.push_group(parent, &join.visit.state, join.child_ledgers);
         let scoped = self.scoped(parent, &join.visit.state);
-        let kind = if join.is_map {
-            EventKind::MapStateFailed
-        } else {
-            EventKind::ParallelStateFailed
-        };
-        self.emit(
-            kind,
-            Some(scoped),
-            json!({ "error": failure.error, "cause": failure.cause }),
-        );
+        let kind = if join.is_map { EventKind::MapStateFailed } else { EventKind::ParallelStateFailed };
+        self.emit(kind, Some(scoped), json!({ "error": failure.error, "cause": failure.cause }));
         let def = self.def;
         let steps = self.thread(parent).machine.clone();
         let state = &machine_of(def, &steps).states[join.visit.state.as_str()];
@@ -1867,12 +1407,7 @@ impl Runner<'_> {
         };
         let cursor = std::mem::replace(&mut t.cursor, Cursor::Aborted);
         match cursor {
-            Cursor::Task {
-                visit,
-                call,
-                timer,
-                outcome_unknown,
-            } => {
+            Cursor::Task { visit, call, timer, outcome_unknown } => {
                 if let Some(id) = call {
                     self.abandon(id);
                 }
@@ -1934,9 +1469,7 @@ impl Runner<'_> {
             return;
         }
         let scope = self.scoped(thread, state);
-        self.thread_mut(thread)
-            .ledger
-            .push(LedgerEntry::Group { scope, lanes });
+        self.thread_mut(thread).ledger.push(LedgerEntry::Group { scope, lanes });
     }
 
     // ---------------------------------------------------------------- the end
@@ -1945,19 +1478,12 @@ impl Runner<'_> {
         let cursor = std::mem::replace(&mut self.thread_mut(0).cursor, Cursor::Aborted);
         match cursor {
             Cursor::Done(output) => {
-                self.emit(
-                    EventKind::ExecutionSucceeded,
-                    None,
-                    json!({ "output": output }),
-                );
+                self.emit(EventKind::ExecutionSucceeded, None, json!({ "output": output }));
                 self.ex.output = Some(output);
                 self.finished(Status::Succeeded);
             }
             Cursor::Failed { error, cause } => {
-                let failure = Failure {
-                    error: (!error.is_empty()).then_some(error),
-                    cause,
-                };
+                let failure = Failure { error: (!error.is_empty()).then_some(error), cause };
                 self.fail_execution(failure);
             }
             other => self.thread_mut(0).cursor = other,
@@ -1988,10 +1514,7 @@ impl Runner<'_> {
         }
         self.abort_thread(0);
         self.emit(EventKind::ExecutionTimedOut, None, Value::Null);
-        self.fail_execution(Failure::new(
-            errors::TIMEOUT,
-            "The execution ran longer than its TimeoutSeconds.",
-        ));
+        self.fail_execution(Failure::new(errors::TIMEOUT, "The execution ran longer than its TimeoutSeconds."));
     }
 }
 
@@ -2064,9 +1587,7 @@ fn as_float(value: &Value) -> Option<f64> {
 
 /// ISO-8601 with milliseconds, as `$$.Execution.StartTime` shows it.
 pub(crate) fn format_time(ms: i64) -> String {
-    DateTime::from_timestamp_millis(ms)
-        .map(|t| t.to_rfc3339_opts(SecondsFormat::Millis, true))
-        .unwrap_or_default()
+    DateTime::from_timestamp_millis(ms).map(|t| t.to_rfc3339_opts(SecondsFormat::Millis, true)).unwrap_or_default()
 }
 
 fn compact(value: &Value) -> String {
@@ -2083,8 +1604,7 @@ fn display_plain(value: &Value) -> String {
 
 /// Whether a value's compact JSON text is over the payload limit.
 pub(crate) fn over_limit(value: &Value) -> bool {
-    size_upper_bound(value, PAYLOAD_LIMIT_BYTES) > PAYLOAD_LIMIT_BYTES
-        && json_size(value) > PAYLOAD_LIMIT_BYTES
+    size_upper_bound(value, PAYLOAD_LIMIT_BYTES) > PAYLOAD_LIMIT_BYTES && json_size(value) > PAYLOAD_LIMIT_BYTES
 }
 
 /// An upper bound of the compact JSON size (every character escaped as `\uXXXX`, every

@@ -91,10 +91,7 @@ pub enum StepStatus {
 impl StepStatus {
     /// Settled steps no longer hold back older ones.
     pub fn is_settled(&self) -> bool {
-        matches!(
-            self,
-            StepStatus::Succeeded | StepStatus::Skipped { .. } | StepStatus::Resolved { .. }
-        )
+        matches!(self, StepStatus::Succeeded | StepStatus::Skipped { .. } | StepStatus::Resolved { .. })
     }
 }
 
@@ -136,12 +133,7 @@ impl Rollback {
     pub fn is_stuck(&self) -> bool {
         !self.is_done()
             && self.steps.iter().any(|s| s.status == StepStatus::Stuck)
-            && !self.steps.iter().any(|s| {
-                matches!(
-                    s.status,
-                    StepStatus::Running { .. } | StepStatus::Backoff { .. }
-                )
-            })
+            && !self.steps.iter().any(|s| matches!(s.status, StepStatus::Running { .. } | StepStatus::Backoff { .. }))
             && self.ready().is_empty()
     }
 
@@ -150,10 +142,7 @@ impl Rollback {
         (0..self.steps.len())
             .filter(|&i| {
                 self.steps[i].status == StepStatus::Waiting
-                    && self.steps[i]
-                        .after
-                        .iter()
-                        .all(|&j| self.steps[j].status.is_settled())
+                    && self.steps[i].after.iter().all(|&j| self.steps[j].status.is_settled())
             })
             .collect()
     }
@@ -217,30 +206,13 @@ impl Runner<'_> {
     pub(crate) fn fail_execution(&mut self, failure: Failure) {
         self.ex.error = failure.error.clone();
         self.ex.cause = failure.cause.clone();
-        let ledger = self
-            .ex
-            .threads
-            .get_mut(&0)
-            .map(|t| std::mem::take(&mut t.ledger))
-            .unwrap_or_default();
+        let ledger = self.ex.threads.get_mut(&0).map(|t| std::mem::take(&mut t.ledger)).unwrap_or_default();
         self.ex.threads.clear();
         let rollback = Rollback::plan(ledger);
         if rollback.steps.is_empty() {
-            let status = if self.ex.cancelled {
-                Status::Cancelled
-            } else {
-                Status::Failed
-            };
-            let kind = if self.ex.cancelled {
-                EventKind::ExecutionCancelled
-            } else {
-                EventKind::ExecutionFailed
-            };
-            self.emit(
-                kind,
-                None,
-                json!({ "error": failure.error, "cause": failure.cause }),
-            );
+            let status = if self.ex.cancelled { Status::Cancelled } else { Status::Failed };
+            let kind = if self.ex.cancelled { EventKind::ExecutionCancelled } else { EventKind::ExecutionFailed };
+            self.emit(kind, None, json!({ "error": failure.error, "cause": failure.cause }));
             self.finished(status);
             return;
         }
@@ -271,28 +243,14 @@ impl Runner<'_> {
             return;
         };
         if rollback.is_done() {
-            let status = if self.ex.cancelled {
-                Status::Cancelled
-            } else {
-                Status::Compensated
-            };
-            let kind = if self.ex.cancelled {
-                EventKind::ExecutionCancelled
-            } else {
-                EventKind::ExecutionCompensated
-            };
-            self.emit(
-                kind,
-                None,
-                json!({ "error": self.ex.error, "cause": self.ex.cause }),
-            );
+            let status = if self.ex.cancelled { Status::Cancelled } else { Status::Compensated };
+            let kind = if self.ex.cancelled { EventKind::ExecutionCancelled } else { EventKind::ExecutionCompensated };
+            self.emit(kind, None, json!({ "error": self.ex.error, "cause": self.ex.cause }));
             self.finished(status);
         } else if rollback.is_stuck() {
             if self.ex.status != Status::CompensationStuck {
                 self.ex.status = Status::CompensationStuck;
-                self.out.actions.push(Action::Finished {
-                    status: Status::CompensationStuck,
-                });
+                self.out.actions.push(Action::Finished { status: Status::CompensationStuck });
             }
         } else {
             self.ex.status = Status::Compensating;
@@ -300,29 +258,15 @@ impl Runner<'_> {
     }
 
     fn invoke_compensation(&mut self, index: usize) {
-        let owed = self
-            .ex
-            .rollback
-            .as_ref()
-            .expect("rollback in progress")
-            .steps[index]
-            .owed
-            .clone();
+        let owed = self.ex.rollback.as_ref().expect("rollback in progress").steps[index].owed.clone();
         let task = compensated_task(self.def, &owed);
-        let compensation = task
-            .compensate
-            .as_ref()
-            .expect("ledger entries have a Compensate");
+        let compensation = task.compensate.as_ref().expect("ledger entries have a Compensate");
         self.set_state_context(&owed.state, self.now_ms, None);
         let input = match &compensation.parameters {
             None => Ok(owed.document.clone()),
             Some(template) => {
                 let vars = serde_json::Map::new();
-                let scope = Scope {
-                    input: &owed.document,
-                    context: &self.ctx,
-                    variables: &vars,
-                };
+                let scope = Scope { input: &owed.document, context: &self.ctx, variables: &vars };
                 template.eval(&scope, &mut self.rng)
             }
         };
@@ -337,10 +281,7 @@ impl Runner<'_> {
                 // A compensation whose input cannot be built will not get better by retrying.
                 let failure = Failure::new(
                     e.error,
-                    format!(
-                        "The compensation of '{}' could not build its input: {}",
-                        owed.scope, e.message
-                    ),
+                    format!("The compensation of '{}' could not build its input: {}", owed.scope, e.message),
                 );
                 return self.compensation_stuck(index, failure);
             }
@@ -354,9 +295,7 @@ impl Runner<'_> {
             input,
             idempotency_key: format!("{}:compensate", owed.forward_key),
             compensates: Some(owed.forward_key.clone()),
-            timeout_seconds: compensation
-                .timeout_seconds
-                .unwrap_or(DEFAULT_TASK_TIMEOUT_SECONDS),
+            timeout_seconds: compensation.timeout_seconds.unwrap_or(DEFAULT_TASK_TIMEOUT_SECONDS),
             heartbeat_seconds: None,
             attempt,
         };
@@ -373,30 +312,15 @@ impl Runner<'_> {
             }),
         );
         self.issue(Action::Invoke(call), Waiter::Compensation(index));
-        self.ex.rollback.as_mut().expect("rollback").steps[index].status =
-            StepStatus::Running { call: id };
+        self.ex.rollback.as_mut().expect("rollback").steps[index].status = StepStatus::Running { call: id };
     }
 
-    pub(crate) fn on_compensation_result(
-        &mut self,
-        index: usize,
-        result: Result<Value, Failure>,
-        record: Event,
-    ) {
-        let scope = self.ex.rollback.as_ref().expect("rollback").steps[index]
-            .owed
-            .scope
-            .clone();
+    pub(crate) fn on_compensation_result(&mut self, index: usize, result: Result<Value, Failure>, record: Event) {
+        let scope = self.ex.rollback.as_ref().expect("rollback").steps[index].owed.scope.clone();
         match result {
             Ok(output) => {
-                self.record(
-                    EventKind::CompensationSucceeded,
-                    Some(scope),
-                    json!({ "output": output }),
-                    Some(record),
-                );
-                self.ex.rollback.as_mut().expect("rollback").steps[index].status =
-                    StepStatus::Succeeded;
+                self.record(EventKind::CompensationSucceeded, Some(scope), json!({ "output": output }), Some(record));
+                self.ex.rollback.as_mut().expect("rollback").steps[index].status = StepStatus::Succeeded;
             }
             Err(failure) => {
                 self.record(
@@ -405,14 +329,9 @@ impl Runner<'_> {
                     json!({ "error": failure.error, "cause": failure.cause }),
                     Some(record),
                 );
-                let owed = self.ex.rollback.as_ref().expect("rollback").steps[index]
-                    .owed
-                    .clone();
+                let owed = self.ex.rollback.as_ref().expect("rollback").steps[index].owed.clone();
                 let task = compensated_task(self.def, &owed);
-                let compensation = task
-                    .compensate
-                    .as_ref()
-                    .expect("ledger entries have a Compensate");
+                let compensation = task.compensate.as_ref().expect("ledger entries have a Compensate");
                 let retry = if compensation.retry.is_empty() {
                     default_compensation_retry()
                 } else {
@@ -426,25 +345,15 @@ impl Runner<'_> {
                     step.retries = vec![0; retry.len()];
                 }
                 let chosen = (!errors::is_terminal(&name))
-                    .then(|| {
-                        retry
-                            .iter()
-                            .position(|r| errors::matches(&r.error_equals, &name, true))
-                    })
+                    .then(|| retry.iter().position(|r| errors::matches(&r.error_equals, &name, true)))
                     .flatten()
                     .filter(|&i| step.retries[i] < retry[i].max_attempts);
                 match chosen {
                     Some(i) => {
-                        let delay =
-                            super::retry::delay_ms(&retry[i], step.retries[i], &mut self.rng);
+                        let delay = super::retry::delay_ms(&retry[i], step.retries[i], &mut self.rng);
                         step.retries[i] += 1;
-                        self.emit(
-                            EventKind::CompensationRetryScheduled,
-                            Some(scope),
-                            json!({ "delayMs": delay }),
-                        );
-                        let timer =
-                            self.start_timer(self.now_ms + delay, Waiter::Compensation(index));
+                        self.emit(EventKind::CompensationRetryScheduled, Some(scope), json!({ "delayMs": delay }));
+                        let timer = self.start_timer(self.now_ms + delay, Waiter::Compensation(index));
                         self.ex.rollback.as_mut().expect("rollback").steps[index].status =
                             StepStatus::Backoff { timer };
                     }
@@ -471,10 +380,8 @@ impl Runner<'_> {
     }
 
     pub(crate) fn on_compensation_timer(&mut self, index: usize) {
-        let backing_off = matches!(
-            self.ex.rollback.as_ref().map(|r| &r.steps[index].status),
-            Some(StepStatus::Backoff { .. })
-        );
+        let backing_off =
+            matches!(self.ex.rollback.as_ref().map(|r| &r.steps[index].status), Some(StepStatus::Backoff { .. }));
         if backing_off {
             self.invoke_compensation(index);
             self.advance_rollback();
@@ -485,43 +392,24 @@ impl Runner<'_> {
         let Some(rollback) = &self.ex.rollback else {
             return;
         };
-        let stuck: Vec<usize> = (0..rollback.steps.len())
-            .filter(|&i| rollback.steps[i].status == StepStatus::Stuck)
-            .collect();
+        let stuck: Vec<usize> =
+            (0..rollback.steps.len()).filter(|&i| rollback.steps[i].status == StepStatus::Stuck).collect();
         let (event, kind) = match &repair {
             Repair::Retry => (Event::RetryCompensation, EventKind::CompensationRetried),
-            Repair::Skip(reason) => (
-                Event::SkipCompensation {
-                    reason: reason.clone(),
-                },
-                EventKind::CompensationSkipped,
-            ),
-            Repair::Resolve(reason) => (
-                Event::ResolveCompensation {
-                    reason: reason.clone(),
-                },
-                EventKind::CompensationResolved,
-            ),
+            Repair::Skip(reason) => {
+                (Event::SkipCompensation { reason: reason.clone() }, EventKind::CompensationSkipped)
+            }
+            Repair::Resolve(reason) => {
+                (Event::ResolveCompensation { reason: reason.clone() }, EventKind::CompensationResolved)
+            }
         };
-        let scopes: Vec<String> = stuck
-            .iter()
-            .map(|&i| {
-                self.ex.rollback.as_ref().expect("rollback").steps[i]
-                    .owed
-                    .scope
-                    .clone()
-            })
-            .collect();
+        let scopes: Vec<String> =
+            stuck.iter().map(|&i| self.ex.rollback.as_ref().expect("rollback").steps[i].owed.scope.clone()).collect();
         let reason = match &repair {
             Repair::Retry => None,
             Repair::Skip(r) | Repair::Resolve(r) => Some(r.clone()),
         };
-        self.record(
-            kind,
-            None,
-            json!({ "steps": scopes, "reason": reason }),
-            Some(event),
-        );
+        self.record(kind, None, json!({ "steps": scopes, "reason": reason }), Some(event));
         self.ex.status = Status::Compensating;
         for index in stuck {
             let step = &mut self.ex.rollback.as_mut().expect("rollback").steps[index];
@@ -530,16 +418,8 @@ impl Runner<'_> {
                     step.status = StepStatus::Waiting;
                     step.retries.clear();
                 }
-                Repair::Skip(reason) => {
-                    step.status = StepStatus::Skipped {
-                        reason: reason.clone(),
-                    }
-                }
-                Repair::Resolve(reason) => {
-                    step.status = StepStatus::Resolved {
-                        reason: reason.clone(),
-                    }
-                }
+                Repair::Skip(reason) => step.status = StepStatus::Skipped { reason: reason.clone() },
+                Repair::Resolve(reason) => step.status = StepStatus::Resolved { reason: reason.clone() },
             }
         }
         self.advance_rollback();
@@ -562,19 +442,13 @@ mod tests {
     }
 
     fn keys(r: &Rollback) -> Vec<(&str, Vec<usize>)> {
-        r.steps
-            .iter()
-            .map(|s| (s.owed.forward_key.as_str(), s.after.clone()))
-            .collect()
+        r.steps.iter().map(|s| (s.owed.forward_key.as_str(), s.after.clone())).collect()
     }
 
     #[test]
     fn a_lane_is_compensated_newest_first() {
         let plan = Rollback::plan(vec![owed("a"), owed("b"), owed("c")]);
-        assert_eq!(
-            keys(&plan),
-            vec![("c", vec![]), ("b", vec![0]), ("a", vec![1])]
-        );
+        assert_eq!(keys(&plan), vec![("c", vec![]), ("b", vec![0]), ("a", vec![1])]);
         assert_eq!(plan.ready(), vec![0]);
     }
 
@@ -587,13 +461,7 @@ mod tests {
         let plan = Rollback::plan(vec![owed("a"), group, owed("z")]);
         assert_eq!(
             keys(&plan),
-            vec![
-                ("z", vec![]),
-                ("x2", vec![0]),
-                ("x1", vec![1]),
-                ("y1", vec![0]),
-                ("a", vec![2, 3])
-            ]
+            vec![("z", vec![]), ("x2", vec![0]), ("x1", vec![1]), ("y1", vec![0]), ("a", vec![2, 3])]
         );
     }
 

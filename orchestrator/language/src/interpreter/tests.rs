@@ -48,103 +48,47 @@ fn ok(call: &Call) -> TaskOutcome {
 }
 
 fn fail(error: &str) -> TaskOutcome {
-    TaskOutcome::Fail {
-        error: error.into(),
-        cause: Some(format!("{error} cause")),
-        outcome_unknown: false,
-    }
+    TaskOutcome::Fail { error: error.into(), cause: Some(format!("{error} cause")), outcome_unknown: false }
 }
 
 fn compensations(outcome: &driver::Outcome) -> Vec<String> {
-    outcome
-        .calls
-        .iter()
-        .filter(|c| c.compensates.is_some())
-        .map(|c| c.state.clone())
-        .collect()
+    outcome.calls.iter().filter(|c| c.compensates.is_some()).map(|c| c.state.clone()).collect()
 }
 
 fn run(def: &Definition, mut handler: impl FnMut(&Call, i64) -> TaskOutcome) -> driver::Outcome {
-    driver::run(
-        def,
-        json!({ "order": 1 }),
-        &mut handler,
-        &Options::default(),
-    )
-    .expect("run finishes")
+    driver::run(def, json!({ "order": 1 }), &mut handler, &Options::default()).expect("run finishes")
 }
 
 #[test]
 fn a_failed_step_compensates_completed_steps_in_reverse_order() {
     let def = three_steps();
-    let outcome = run(&def, |c, _| {
-        if c.state == "C" && c.compensates.is_none() {
-            fail("C.Failed")
-        } else {
-            ok(c)
-        }
-    });
+    let outcome = run(&def, |c, _| if c.state == "C" && c.compensates.is_none() { fail("C.Failed") } else { ok(c) });
     assert_eq!(outcome.status, Status::Compensated);
     assert_eq!(compensations(&outcome), vec!["B", "A"]);
     assert_eq!(outcome.error.as_deref(), Some("C.Failed"));
-    let undo_b = outcome
-        .calls
-        .iter()
-        .find(|c| c.compensates.is_some() && c.state == "B")
-        .expect("B undone");
-    assert_eq!(
-        undo_b.input,
-        json!({ "undo": { "from": "A" }, "result": { "from": "B" } })
-    );
-    let forward_b = outcome
-        .calls
-        .iter()
-        .find(|c| c.compensates.is_none() && c.state == "B")
-        .expect("B called");
-    assert_eq!(
-        undo_b.compensates.as_deref(),
-        Some(forward_b.idempotency_key.as_str())
-    );
-    assert_eq!(
-        undo_b.idempotency_key,
-        format!("{}:compensate", forward_b.idempotency_key)
-    );
+    let undo_b = outcome.calls.iter().find(|c| c.compensates.is_some() && c.state == "B").expect("B undone");
+    assert_eq!(undo_b.input, json!({ "undo": { "from": "A" }, "result": { "from": "B" } }));
+    let forward_b = outcome.calls.iter().find(|c| c.compensates.is_none() && c.state == "B").expect("B called");
+    assert_eq!(undo_b.compensates.as_deref(), Some(forward_b.idempotency_key.as_str()));
+    assert_eq!(undo_b.idempotency_key, format!("{}:compensate", forward_b.idempotency_key));
 }
 
 #[test]
 fn a_definite_refusal_is_not_compensated_but_an_unknown_outcome_is() {
     let def = three_steps();
-    let refused = run(&def, |c, _| {
-        if c.state == "B" && c.compensates.is_none() {
-            fail("B.Declined")
-        } else {
-            ok(c)
-        }
-    });
+    let refused = run(&def, |c, _| if c.state == "B" && c.compensates.is_none() { fail("B.Declined") } else { ok(c) });
     assert_eq!(compensations(&refused), vec!["A"]);
 
     let unknown = run(&def, |c, _| {
         if c.state == "B" && c.compensates.is_none() {
-            TaskOutcome::Fail {
-                error: "States.Timeout".into(),
-                cause: None,
-                outcome_unknown: true,
-            }
+            TaskOutcome::Fail { error: "States.Timeout".into(), cause: None, outcome_unknown: true }
         } else {
             ok(c)
         }
     });
     assert_eq!(compensations(&unknown), vec!["B", "A"]);
-    let undo_b = unknown
-        .calls
-        .iter()
-        .find(|c| c.compensates.is_some() && c.state == "B")
-        .expect("B undone");
-    assert_eq!(
-        undo_b.input["result"],
-        Value::Null,
-        "an unknown outcome compensates with Result null"
-    );
+    let undo_b = unknown.calls.iter().find(|c| c.compensates.is_some() && c.state == "B").expect("B undone");
+    assert_eq!(undo_b.input["result"], Value::Null, "an unknown outcome compensates with Result null");
 }
 
 #[test]
@@ -160,13 +104,7 @@ fn a_catch_that_ends_in_succeed_handles_the_failure_without_compensation() {
             "Done": { "Type": "Succeed" },
         }
     }));
-    let outcome = run(&def, |c, _| {
-        if c.state == "B" {
-            fail("B.Declined")
-        } else {
-            ok(c)
-        }
-    });
+    let outcome = run(&def, |c, _| if c.state == "B" { fail("B.Declined") } else { ok(c) });
     assert_eq!(outcome.status, Status::Succeeded);
     assert!(compensations(&outcome).is_empty());
 }
@@ -224,10 +162,7 @@ fn parallel_branches_roll_back_concurrently_each_in_reverse_after_newer_steps() 
                             outcome_unknown: false,
                         }
                     } else {
-                        Event::TaskSucceeded {
-                            id: call.id,
-                            output: json!({}),
-                        }
+                        Event::TaskSucceeded { id: call.id, output: json!({}) }
                     };
                     next.push(outcome);
                 }
@@ -264,35 +199,11 @@ fn cancel_compensates_in_flight_work_and_terminate_does_not() {
             seed: 3,
             redrive_count: 0,
         };
-        let s = step(
-            &def,
-            ex,
-            Envelope {
-                now_ms: 0,
-                event: Event::Started(start),
-            },
-        )
-        .expect("start");
-        let Some(Action::Invoke(a)) = s.actions.into_iter().next() else {
-            panic!("A is called")
-        };
-        let s = step(
-            &def,
-            ex,
-            Envelope {
-                now_ms: 1,
-                event: Event::TaskSucceeded {
-                    id: a.id,
-                    output: json!({}),
-                },
-            },
-        )
-        .expect("A answers");
-        assert!(
-            s.actions
-                .iter()
-                .any(|a| matches!(a, Action::Invoke(c) if c.state == "B"))
-        );
+        let s = step(&def, ex, Envelope { now_ms: 0, event: Event::Started(start) }).expect("start");
+        let Some(Action::Invoke(a)) = s.actions.into_iter().next() else { panic!("A is called") };
+        let s = step(&def, ex, Envelope { now_ms: 1, event: Event::TaskSucceeded { id: a.id, output: json!({}) } })
+            .expect("A answers");
+        assert!(s.actions.iter().any(|a| matches!(a, Action::Invoke(c) if c.state == "B")));
     };
 
     let mut cancelled = Execution::new();
@@ -300,12 +211,7 @@ fn cancel_compensates_in_flight_work_and_terminate_does_not() {
     let s = step(
         &def,
         &mut cancelled,
-        Envelope {
-            now_ms: 2,
-            event: Event::Cancel {
-                reason: Some("customer asked".into()),
-            },
-        },
+        Envelope { now_ms: 2, event: Event::Cancel { reason: Some("customer asked".into()) } },
     )
     .expect("cancel");
     let undone: Vec<&str> = s
@@ -316,29 +222,14 @@ fn cancel_compensates_in_flight_work_and_terminate_does_not() {
             _ => None,
         })
         .collect();
-    assert_eq!(
-        undone,
-        vec!["B"],
-        "B was in flight: its outcome is unknown, so it is undone first"
-    );
-    assert!(
-        s.actions
-            .iter()
-            .any(|a| matches!(a, Action::Abandon { .. }))
-    );
+    assert_eq!(undone, vec!["B"], "B was in flight: its outcome is unknown, so it is undone first");
+    assert!(s.actions.iter().any(|a| matches!(a, Action::Abandon { .. })));
     assert_eq!(cancelled.status, Status::Compensating);
 
     let mut terminated = Execution::new();
     begin(&mut terminated);
-    let s = step(
-        &def,
-        &mut terminated,
-        Envelope {
-            now_ms: 2,
-            event: Event::Terminate { reason: None },
-        },
-    )
-    .expect("terminate");
+    let s = step(&def, &mut terminated, Envelope { now_ms: 2, event: Event::Terminate { reason: None } })
+        .expect("terminate");
     assert!(!s.actions.iter().any(|a| matches!(a, Action::Invoke(_))));
     assert_eq!(terminated.status, Status::Terminated);
 }
@@ -346,64 +237,35 @@ fn cancel_compensates_in_flight_work_and_terminate_does_not() {
 #[test]
 fn a_stuck_compensation_blocks_older_ones_until_an_operator_acts() {
     let def = three_steps();
-    let outcome = run(&def, |c, _| {
-        match (c.state.as_str(), c.compensates.is_some()) {
-            ("C", false) => fail("C.Failed"),
-            ("B", true) => fail("Undo.Broken"),
-            _ => ok(c),
-        }
+    let outcome = run(&def, |c, _| match (c.state.as_str(), c.compensates.is_some()) {
+        ("C", false) => fail("C.Failed"),
+        ("B", true) => fail("Undo.Broken"),
+        _ => ok(c),
     });
     assert_eq!(outcome.status, Status::CompensationStuck);
-    assert_eq!(
-        compensations(&outcome),
-        vec!["B", "B"],
-        "B's undo retried once, and A's never started"
-    );
+    assert_eq!(compensations(&outcome), vec!["B", "B"], "B's undo retried once, and A's never started");
 
     let mut ex = outcome.execution.clone();
     let s = step(
         &def,
         &mut ex,
-        Envelope {
-            now_ms: 10_000_000,
-            event: Event::SkipCompensation {
-                reason: "refunded by hand".into(),
-            },
-        },
+        Envelope { now_ms: 10_000_000, event: Event::SkipCompensation { reason: "refunded by hand".into() } },
     )
     .expect("skip applies");
-    assert!(
-        s.history
-            .iter()
-            .any(|h| h.kind == EventKind::CompensationSkipped)
-    );
-    let Some(Action::Invoke(undo_a)) = s
-        .actions
-        .iter()
-        .find(|a| matches!(a, Action::Invoke(_)))
-        .cloned()
-    else {
+    assert!(s.history.iter().any(|h| h.kind == EventKind::CompensationSkipped));
+    let Some(Action::Invoke(undo_a)) = s.actions.iter().find(|a| matches!(a, Action::Invoke(_))).cloned() else {
         panic!("A's compensation starts once B is skipped")
     };
     assert_eq!(undo_a.state, "A");
     step(
         &def,
         &mut ex,
-        Envelope {
-            now_ms: 10_000_001,
-            event: Event::TaskSucceeded {
-                id: undo_a.id,
-                output: json!({}),
-            },
-        },
+        Envelope { now_ms: 10_000_001, event: Event::TaskSucceeded { id: undo_a.id, output: json!({}) } },
     )
     .expect("A undone");
     assert_eq!(ex.status, Status::Compensated);
     let rollback = ex.rollback().expect("plan kept");
-    assert!(matches!(
-        rollback.steps[0].status,
-        saga::StepStatus::Skipped { .. }
-    ));
+    assert!(matches!(rollback.steps[0].status, saga::StepStatus::Skipped { .. }));
 }
 
 #[test]
@@ -434,16 +296,9 @@ fn idempotency_keys_are_stable_across_retries_and_differ_across_visits() {
         }
     });
     assert_eq!(outcome.status, Status::Succeeded);
-    let keys: Vec<&str> = outcome
-        .calls
-        .iter()
-        .map(|c| c.idempotency_key.as_str())
-        .collect();
+    let keys: Vec<&str> = outcome.calls.iter().map(|c| c.idempotency_key.as_str()).collect();
     assert_eq!(keys.len(), 4);
-    assert!(
-        keys[0] == keys[1] && keys[1] == keys[2],
-        "retries share a key: {keys:?}"
-    );
+    assert!(keys[0] == keys[1] && keys[1] == keys[2], "retries share a key: {keys:?}");
     assert_ne!(keys[2], keys[3], "a second visit gets a new key");
     let attempts: Vec<u32> = outcome.calls.iter().map(|c| c.attempt).collect();
     assert_eq!(attempts, vec![1, 2, 3, 1]);
@@ -480,11 +335,7 @@ fn replaying_a_history_reproduces_it_exactly() {
         input,
         &mut |c: &Call, _| {
             n += 1;
-            if n % 3 == 0 && c.compensates.is_none() {
-                fail("Flaky")
-            } else {
-                ok(c)
-            }
+            if n % 3 == 0 && c.compensates.is_none() { fail("Flaky") } else { ok(c) }
         },
         &Options::default(),
     )
@@ -495,11 +346,7 @@ fn replaying_a_history_reproduces_it_exactly() {
     let mut history = Vec::new();
     for recorded in &outcome.history {
         if let Some(envelope) = recorded.as_input() {
-            history.extend(
-                step(&def, &mut replayed, envelope)
-                    .expect("replays")
-                    .history,
-            );
+            history.extend(step(&def, &mut replayed, envelope).expect("replays").history);
         }
     }
     assert_eq!(history, outcome.history);
@@ -526,14 +373,7 @@ fn events_that_do_not_fit_are_refused_without_changing_anything() {
     let def = three_steps();
     let mut ex = Execution::new();
     assert_eq!(
-        step(
-            &def,
-            &mut ex,
-            Envelope {
-                now_ms: 0,
-                event: Event::TimerFired { id: 9 }
-            }
-        ),
+        step(&def, &mut ex, Envelope { now_ms: 0, event: Event::TimerFired { id: 9 } }),
         Err(StepError::NotStarted)
     );
     let before = ex.clone();
@@ -546,39 +386,14 @@ fn events_that_do_not_fit_are_refused_without_changing_anything() {
         seed: 0,
         redrive_count: 0,
     };
-    step(
-        &def,
-        &mut ex,
-        Envelope {
-            now_ms: 0,
-            event: Event::Started(start.clone()),
-        },
-    )
-    .expect("starts");
+    step(&def, &mut ex, Envelope { now_ms: 0, event: Event::Started(start.clone()) }).expect("starts");
     let snapshot = ex.clone();
     assert_eq!(
-        step(
-            &def,
-            &mut ex,
-            Envelope {
-                now_ms: 0,
-                event: Event::Started(start)
-            }
-        ),
+        step(&def, &mut ex, Envelope { now_ms: 0, event: Event::Started(start) }),
         Err(StepError::AlreadyStarted)
     );
     assert_eq!(
-        step(
-            &def,
-            &mut ex,
-            Envelope {
-                now_ms: 0,
-                event: Event::TaskSucceeded {
-                    id: 999,
-                    output: json!(1)
-                }
-            }
-        ),
+        step(&def, &mut ex, Envelope { now_ms: 0, event: Event::TaskSucceeded { id: 999, output: json!(1) } }),
         Err(StepError::UnknownWork(999))
     );
     assert_eq!(ex, snapshot);
@@ -609,8 +424,12 @@ fn a_redrive_resumes_the_failed_state_with_the_same_idempotency_key() {
     assert_eq!(call.state, "Ship");
     assert_eq!(call.idempotency_key, first_key, "a redrive keeps the visit's key");
     assert_eq!(call.input, json!({ "ready": 1 }));
-    step(&def, &mut ex, Envelope { now_ms: 5_000_001, event: Event::TaskSucceeded { id: call.id, output: json!({ "ok": true }) } })
-        .expect("answer applies");
+    step(
+        &def,
+        &mut ex,
+        Envelope { now_ms: 5_000_001, event: Event::TaskSucceeded { id: call.id, output: json!({ "ok": true }) } },
+    )
+    .expect("answer applies");
     assert_eq!(ex.status, Status::Succeeded);
     assert_eq!(
         step(&def, &mut ex, Envelope { now_ms: 5_000_002, event: Event::Redrive }),

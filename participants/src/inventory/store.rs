@@ -1,0 +1,377 @@
+//! The inventory service's storage: every SQL statement it runs, behind [`InventoryStore`]
+//! and [`InventoryTx`] so that another backend (SQLite) can implement the same seam.
+//!
+//! Lock order, to keep concurrent calls from deadlocking: idempotency keys first (sorted),
+//! then reservation rows, then stock rows in SKU order.
+
+use std::fmt;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sqlx::{PgPool, Postgres, Transaction};
+
+use crate::kit::idempotency::{IdempotencyTx, pg_idempotency_tx};
+use crate::kit::store::{StoreError, run_migrator};
+
+/// Separates this service's advisory locks from other components' in the shared database.
+const LOCK_SEED: i64 = 0x5347_0002;
+
+/// Stock of one SKU. All three counts are never negative (CHECK constraints).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StockRow {
+    pub sku: String,
+    pub available: i64,
+    pub reserved: i64,
+    pub committed: i64,
+}
+
+/// Where a reservation's stock is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReservationStatus {
+    /// Holds its items in `reserved` until `expires_at`.
+    Held,
+    /// Moved its items to `committed`.
+    Committed,
+    /// Gave its items back (a compensation or an explicit release).
+    Released,
+    /// Gave its items back because it outlived its TTL.
+    Expired,
+}
+
+impl ReservationStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReservationStatus::Held => "HELD",
+            ReservationStatus::Committed => "COMMITTED",
+            ReservationStatus::Released => "RELEASED",
+            ReservationStatus::Expired => "EXPIRED",
+        }
+    }
+
+    fn parse(text: &str) -> Result<Self, StoreError> {
+        Ok(match text {
+            "HELD" => ReservationStatus::Held,
+            "COMMITTED" => ReservationStatus::Committed,
+            "RELEASED" => ReservationStatus::Released,
+            "EXPIRED" => ReservationStatus::Expired,
+            other => {
+                return Err(StoreError::Corrupt {
+                    what: "reservation".to_owned(),
+                    detail: format!("unknown status {other:?}"),
+                });
+            }
+        })
+    }
+}
+
+/// One reservation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReservationRow {
+    pub reservation_id: String,
+    pub order_id: String,
+    /// The Reserve key that created it.
+    pub idempotency_key: String,
+    pub status: ReservationStatus,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// Inventory storage outside any call's transaction.
+#[async_trait]
+pub trait InventoryStore: Send + Sync + fmt::Debug + 'static {
+    /// Starts the transaction of one call (or of one expiry).
+    async fn begin(&self) -> Result<Box<dyn InventoryTx>, StoreError>;
+    async fn stock(&self, sku: &str) -> Result<Option<StockRow>, StoreError>;
+    /// Ids of held reservations whose expiry is at or before `now`, soonest first.
+    async fn due_reservations(&self, now: DateTime<Utc>, limit: i64) -> Result<Vec<String>, StoreError>;
+    /// Creates a SKU with this much available stock unless it exists; true if created.
+    async fn seed_sku(&self, sku: &str, available: i64, now: DateTime<Utc>) -> Result<bool, StoreError>;
+}
+
+/// Inventory storage inside one call's transaction: idempotency records and effects commit
+/// together. The `_for_update` reads lock the rows they return until the end of it.
+#[async_trait]
+pub trait InventoryTx: IdempotencyTx {
+    async fn stock_for_update(&mut self, sku: &str) -> Result<Option<StockRow>, StoreError>;
+    /// Adds the deltas to a SKU's counts (the CHECKs refuse any count going negative).
+    async fn adjust_stock(
+        &mut self,
+        sku: &str,
+        available: i64,
+        reserved: i64,
+        committed: i64,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
+    /// Adds `quantity` to a SKU's available stock, creating the SKU if needed.
+    async fn restock(&mut self, sku: &str, quantity: i64, now: DateTime<Utc>) -> Result<StockRow, StoreError>;
+    async fn insert_reservation(
+        &mut self,
+        reservation: &ReservationRow,
+        items: &[(String, i64)],
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
+    /// The reservation made under a Reserve idempotency key.
+    async fn reservation_by_key_for_update(&mut self, key: &str) -> Result<Option<ReservationRow>, StoreError>;
+    async fn reservation_for_update(&mut self, reservation_id: &str) -> Result<Option<ReservationRow>, StoreError>;
+    /// The order's reservations in this status, oldest first.
+    async fn order_reservations_for_update(
+        &mut self,
+        order_id: &str,
+        status: ReservationStatus,
+    ) -> Result<Vec<ReservationRow>, StoreError>;
+    /// A reservation's items as (SKU, quantity), in SKU order.
+    async fn reservation_items(&mut self, reservation_id: &str) -> Result<Vec<(String, i64)>, StoreError>;
+    async fn set_reservation_status(
+        &mut self,
+        reservation_id: &str,
+        status: ReservationStatus,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
+}
+
+/// Applies the inventory schema's migrations.
+pub async fn migrate(pool: &PgPool) -> Result<(), StoreError> {
+    run_migrator(pool, "inventory", sqlx::migrate!("../migrations/inventory")).await
+}
+
+/// [`InventoryStore`] on PostgreSQL (schema `inventory`).
+#[derive(Debug, Clone)]
+pub struct PgInventoryStore {
+    pool: PgPool,
+}
+
+impl PgInventoryStore {
+    pub fn new(pool: PgPool) -> Self {
+        Self { pool }
+    }
+}
+
+/// One call's PostgreSQL transaction.
+#[derive(Debug)]
+pub struct PgInventoryTx {
+    tx: Transaction<'static, Postgres>,
+}
+
+pg_idempotency_tx!(PgInventoryTx, "inventory", LOCK_SEED);
+
+/// A reservation row as the queries return it.
+struct RawReservation {
+    reservation_id: String,
+    order_id: String,
+    idempotency_key: String,
+    status: String,
+    expires_at: DateTime<Utc>,
+}
+
+impl RawReservation {
+    fn parse(self) -> Result<ReservationRow, StoreError> {
+        Ok(ReservationRow {
+            reservation_id: self.reservation_id,
+            order_id: self.order_id,
+            idempotency_key: self.idempotency_key,
+            status: ReservationStatus::parse(&self.status)?,
+            expires_at: self.expires_at,
+        })
+    }
+}
+
+#[async_trait]
+impl InventoryStore for PgInventoryStore {
+    async fn begin(&self) -> Result<Box<dyn InventoryTx>, StoreError> {
+        Ok(Box::new(PgInventoryTx { tx: self.pool.begin().await? }))
+    }
+
+    async fn stock(&self, sku: &str) -> Result<Option<StockRow>, StoreError> {
+        Ok(sqlx::query_as!(
+            StockRow,
+            "SELECT sku, available, reserved, committed FROM inventory.stock WHERE sku = $1",
+            sku
+        )
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
+    async fn due_reservations(&self, now: DateTime<Utc>, limit: i64) -> Result<Vec<String>, StoreError> {
+        Ok(sqlx::query_scalar!(
+            "SELECT reservation_id FROM inventory.reservations \
+             WHERE status = 'HELD' AND expires_at <= $1 ORDER BY expires_at LIMIT $2",
+            now,
+            limit
+        )
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    async fn seed_sku(&self, sku: &str, available: i64, now: DateTime<Utc>) -> Result<bool, StoreError> {
+        let done = sqlx::query!(
+            "INSERT INTO inventory.stock (sku, available, reserved, committed, updated_at) \
+             VALUES ($1, $2, 0, 0, $3) ON CONFLICT (sku) DO NOTHING",
+            sku,
+            available,
+            now
+        )
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+}
+
+#[async_trait]
+impl InventoryTx for PgInventoryTx {
+    async fn stock_for_update(&mut self, sku: &str) -> Result<Option<StockRow>, StoreError> {
+        Ok(sqlx::query_as!(
+            StockRow,
+            "SELECT sku, available, reserved, committed FROM inventory.stock \
+             WHERE sku = $1 FOR UPDATE",
+            sku
+        )
+        .fetch_optional(&mut *self.tx)
+        .await?)
+    }
+
+    async fn adjust_stock(
+        &mut self,
+        sku: &str,
+        available: i64,
+        reserved: i64,
+        committed: i64,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        sqlx::query!(
+            "UPDATE inventory.stock SET available = available + $2, reserved = reserved + $3, \
+             committed = committed + $4, updated_at = $5 WHERE sku = $1",
+            sku,
+            available,
+            reserved,
+            committed,
+            now
+        )
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(())
+    }
+
+    async fn restock(&mut self, sku: &str, quantity: i64, now: DateTime<Utc>) -> Result<StockRow, StoreError> {
+        Ok(sqlx::query_as!(
+            StockRow,
+            "INSERT INTO inventory.stock (sku, available, reserved, committed, updated_at) \
+             VALUES ($1, $2, 0, 0, $3) ON CONFLICT (sku) DO UPDATE \
+             SET available = inventory.stock.available + EXCLUDED.available, \
+                 updated_at = EXCLUDED.updated_at \
+             RETURNING sku, available, reserved, committed",
+            sku,
+            quantity,
+            now
+        )
+        .fetch_one(&mut *self.tx)
+        .await?)
+    }
+
+    async fn insert_reservation(
+        &mut self,
+        r: &ReservationRow,
+        items: &[(String, i64)],
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        sqlx::query!(
+            "INSERT INTO inventory.reservations (reservation_id, order_id, idempotency_key, \
+             status, expires_at, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
+            r.reservation_id,
+            r.order_id,
+            r.idempotency_key,
+            r.status.as_str(),
+            r.expires_at,
+            now
+        )
+        .execute(&mut *self.tx)
+        .await?;
+        for (sku, quantity) in items {
+            sqlx::query!(
+                "INSERT INTO inventory.reservation_items (reservation_id, sku, quantity) \
+                 VALUES ($1, $2, $3)",
+                r.reservation_id,
+                sku,
+                quantity
+            )
+            .execute(&mut *self.tx)
+            .await?;
+        }
+        Ok(())
+    }
+
+    async fn reservation_by_key_for_update(&mut self, key: &str) -> Result<Option<ReservationRow>, StoreError> {
+        sqlx::query_as!(
+            RawReservation,
+            "SELECT reservation_id, order_id, idempotency_key, status, expires_at \
+             FROM inventory.reservations WHERE idempotency_key = $1 FOR UPDATE",
+            key
+        )
+        .fetch_optional(&mut *self.tx)
+        .await?
+        .map(RawReservation::parse)
+        .transpose()
+    }
+
+    async fn reservation_for_update(&mut self, reservation_id: &str) -> Result<Option<ReservationRow>, StoreError> {
+        sqlx::query_as!(
+            RawReservation,
+            "SELECT reservation_id, order_id, idempotency_key, status, expires_at \
+             FROM inventory.reservations WHERE reservation_id = $1 FOR UPDATE",
+            reservation_id
+        )
+        .fetch_optional(&mut *self.tx)
+        .await?
+        .map(RawReservation::parse)
+        .transpose()
+    }
+
+    async fn order_reservations_for_update(
+        &mut self,
+        order_id: &str,
+        status: ReservationStatus,
+    ) -> Result<Vec<ReservationRow>, StoreError> {
+        sqlx::query_as!(
+            RawReservation,
+            "SELECT reservation_id, order_id, idempotency_key, status, expires_at \
+             FROM inventory.reservations WHERE order_id = $1 AND status = $2 \
+             ORDER BY created_at, reservation_id FOR UPDATE",
+            order_id,
+            status.as_str()
+        )
+        .fetch_all(&mut *self.tx)
+        .await?
+        .into_iter()
+        .map(RawReservation::parse)
+        .collect()
+    }
+
+    async fn reservation_items(&mut self, reservation_id: &str) -> Result<Vec<(String, i64)>, StoreError> {
+        Ok(sqlx::query!(
+            "SELECT sku, quantity FROM inventory.reservation_items \
+             WHERE reservation_id = $1 ORDER BY sku",
+            reservation_id
+        )
+        .fetch_all(&mut *self.tx)
+        .await?
+        .into_iter()
+        .map(|row| (row.sku, row.quantity))
+        .collect())
+    }
+
+    async fn set_reservation_status(
+        &mut self,
+        reservation_id: &str,
+        status: ReservationStatus,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        sqlx::query!(
+            "UPDATE inventory.reservations SET status = $2, closed_at = $3 \
+             WHERE reservation_id = $1",
+            reservation_id,
+            status.as_str(),
+            now
+        )
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(())
+    }
+}

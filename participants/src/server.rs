@@ -1,0 +1,277 @@
+//! Assembles a participant process: migrations, the selected business services behind fault
+//! injection, the Chaos service, gRPC health and reflection, the reservation expiry sweep,
+//! and graceful shutdown.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use sagaflow_proto::FILE_DESCRIPTOR_SET;
+use sagaflow_proto::fraud::v1::fraud_server::FraudServer;
+use sagaflow_proto::fulfillment::v1::fulfillment_server::FulfillmentServer;
+use sagaflow_proto::inventory::v1::inventory_server::InventoryServer;
+use sagaflow_proto::participants::v1::chaos_server::ChaosServer;
+use sagaflow_proto::payment::v1::payment_server::PaymentServer;
+use sqlx::PgPool;
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tonic::service::RoutesBuilder;
+use tonic_health::ServingStatus;
+use tower::Layer;
+
+use crate::fraud::FraudService;
+use crate::fraud::store::PgFraudStore;
+use crate::fulfillment::FulfillmentService;
+use crate::fulfillment::store::PgFulfillmentStore;
+use crate::inventory::store::PgInventoryStore;
+use crate::inventory::{DEFAULT_RESERVATION_TTL, InventoryService};
+use crate::kit::chaos::{ChaosApi, FaultLayer, Faults};
+use crate::kit::clock::{Clock, SystemClock};
+use crate::kit::error::chain;
+use crate::kit::store::StoreError;
+use crate::payment::PaymentService;
+use crate::payment::store::PgPaymentStore;
+use crate::{fraud, fulfillment, inventory, payment};
+
+/// The gRPC name of the fault-injection service every participant serves.
+pub const CHAOS_SERVICE_NAME: &str = "participants.v1.Chaos";
+
+/// One demo participant service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum ServiceKind {
+    Payment,
+    Inventory,
+    Fraud,
+    Fulfillment,
+}
+
+impl ServiceKind {
+    /// Every service, as `all` serves them.
+    pub const ALL: [ServiceKind; 4] =
+        [ServiceKind::Payment, ServiceKind::Inventory, ServiceKind::Fraud, ServiceKind::Fulfillment];
+
+    /// The gRPC service name, e.g. `payment.v1.Payment`.
+    pub fn grpc_name(self) -> &'static str {
+        match self {
+            ServiceKind::Payment => payment::SERVICE_NAME,
+            ServiceKind::Inventory => inventory::SERVICE_NAME,
+            ServiceKind::Fraud => fraud::SERVICE_NAME,
+            ServiceKind::Fulfillment => fulfillment::SERVICE_NAME,
+        }
+    }
+
+    /// Applies this service's schema migrations.
+    pub async fn migrate(self, pool: &PgPool) -> Result<(), StoreError> {
+        match self {
+            ServiceKind::Payment => payment::store::migrate(pool).await,
+            ServiceKind::Inventory => inventory::store::migrate(pool).await,
+            ServiceKind::Fraud => fraud::store::migrate(pool).await,
+            ServiceKind::Fulfillment => fulfillment::store::migrate(pool).await,
+        }
+    }
+}
+
+/// Why a participant could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("could not connect to the database (check DATABASE_URL)")]
+    Connect(#[source] sqlx::Error),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("could not listen on {addr}; choose another --listen address")]
+    Bind {
+        addr: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("could not build the reflection service")]
+    Reflection(#[from] tonic_reflection::server::Error),
+    #[error("the gRPC server failed")]
+    Transport(#[from] tonic::transport::Error),
+}
+
+/// How to run the services of one process.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    /// The services to serve, all on one port.
+    pub services: Vec<ServiceKind>,
+    pub clock: Arc<dyn Clock>,
+    /// Reservation TTL when a Reserve call asks for none (default 30 minutes).
+    pub reservation_ttl: Duration,
+    /// How often expired reservations are swept (besides the lazy sweep on access).
+    pub expiry_sweep_interval: Duration,
+    /// The process's faults (shared with the Chaos service).
+    pub faults: Faults,
+}
+
+impl ServeOptions {
+    /// Defaults: wall clock, 30-minute reservations, a sweep every 10 seconds, no faults.
+    pub fn new(services: Vec<ServiceKind>) -> Self {
+        Self {
+            services,
+            clock: Arc::new(SystemClock),
+            reservation_ttl: DEFAULT_RESERVATION_TTL,
+            expiry_sweep_interval: Duration::from_secs(10),
+            faults: Faults::default(),
+        }
+    }
+}
+
+/// Applies the migrations of the given services, in order.
+pub async fn migrate(pool: &PgPool, services: &[ServiceKind]) -> Result<(), StoreError> {
+    for service in services {
+        service.migrate(pool).await?;
+    }
+    Ok(())
+}
+
+/// Creates the demo catalog's SKUs (idempotent; existing stock is left alone).
+pub async fn seed_demo_catalog(pool: &PgPool, clock: Arc<dyn Clock>) -> Result<(), StoreError> {
+    InventoryService::new(Arc::new(PgInventoryStore::new(pool.clone())), clock, DEFAULT_RESERVATION_TTL)
+        .seed_demo_catalog()
+        .await
+}
+
+/// Serves the selected services on `listener` until `shutdown` is cancelled, then drains
+/// in-flight calls and stops the background sweep. Migrations must have been applied.
+pub async fn serve(
+    pool: PgPool,
+    options: ServeOptions,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> Result<(), ServeError> {
+    let faults_layer = FaultLayer::new(options.faults.clone());
+    let (health, health_service) = tonic_health::server::health_reporter();
+    let mut reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .with_service_name(CHAOS_SERVICE_NAME)
+        .with_service_name("grpc.health.v1.Health");
+    let mut reflection_alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .with_service_name(CHAOS_SERVICE_NAME)
+        .with_service_name("grpc.health.v1.Health");
+
+    let tracker = TaskTracker::new();
+    let mut routes = RoutesBuilder::default();
+    let mut services = options.services.clone();
+    services.sort();
+    services.dedup();
+    for kind in &services {
+        match kind {
+            ServiceKind::Payment => {
+                let service = PaymentService::new(Arc::new(PgPaymentStore::new(pool.clone())), options.clock.clone());
+                routes.add_service(faults_layer.layer(PaymentServer::new(service)));
+            }
+            ServiceKind::Inventory => {
+                let service = InventoryService::new(
+                    Arc::new(PgInventoryStore::new(pool.clone())),
+                    options.clock.clone(),
+                    options.reservation_ttl,
+                );
+                tracker.spawn(sweep_expired_reservations(
+                    service.clone(),
+                    options.expiry_sweep_interval,
+                    shutdown.clone(),
+                ));
+                routes.add_service(faults_layer.layer(InventoryServer::new(service)));
+            }
+            ServiceKind::Fraud => {
+                let service = FraudService::new(Arc::new(PgFraudStore::new(pool.clone())), options.clock.clone());
+                routes.add_service(faults_layer.layer(FraudServer::new(service)));
+            }
+            ServiceKind::Fulfillment => {
+                let service =
+                    FulfillmentService::new(Arc::new(PgFulfillmentStore::new(pool.clone())), options.clock.clone());
+                routes.add_service(faults_layer.layer(FulfillmentServer::new(service)));
+            }
+        }
+        health.set_service_status(kind.grpc_name(), ServingStatus::Serving).await;
+        reflection = reflection.with_service_name(kind.grpc_name());
+        reflection_alpha = reflection_alpha.with_service_name(kind.grpc_name());
+    }
+    health.set_service_status(CHAOS_SERVICE_NAME, ServingStatus::Serving).await;
+    routes
+        .add_service(ChaosServer::new(ChaosApi::new(options.faults.clone())))
+        .add_service(health_service)
+        .add_service(reflection.build_v1()?)
+        .add_service(reflection_alpha.build_v1alpha()?);
+
+    let names: Vec<&str> = services.iter().map(|s| s.grpc_name()).collect();
+    match listener.local_addr() {
+        Ok(addr) => tracing::info!(%addr, services = ?names, "participant serving"),
+        Err(_) => tracing::info!(services = ?names, "participant serving"),
+    }
+    let signal = {
+        let shutdown = shutdown.clone();
+        let health = health.clone();
+        async move {
+            shutdown.cancelled().await;
+            tracing::info!("shutting down: finishing in-flight calls");
+            // Tell health watchers first, so balancers stop sending new calls.
+            for name in names {
+                health.set_service_status(name, ServingStatus::NotServing).await;
+            }
+        }
+    };
+    let result = tonic::transport::Server::builder()
+        .add_routes(routes.routes())
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), signal)
+        .await;
+    // The server may also end by itself (an error): stop the background work either way.
+    shutdown.cancel();
+    tracker.close();
+    tracker.wait().await;
+    result?;
+    tracing::info!("participant stopped");
+    Ok(())
+}
+
+/// Periodically returns the stock of expired reservations, so GetStock and the invariants
+/// hold even when no call touches the inventory.
+async fn sweep_expired_reservations(service: InventoryService, every: Duration, shutdown: CancellationToken) {
+    let mut ticker = tokio::time::interval(every.max(Duration::from_millis(100)));
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = ticker.tick() => {
+                if let Err(err) = service.expire_due_reservations().await {
+                    tracing::warn!(error = %chain(&err), "reservation expiry sweep failed; retrying on the next tick");
+                }
+            }
+        }
+    }
+}
+
+/// Runs one participant process to completion: connects, migrates, seeds if asked, binds
+/// and serves until `shutdown`.
+pub async fn run(config: crate::config::Config, shutdown: CancellationToken) -> Result<(), ServeError> {
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(config.max_connections)
+        .acquire_timeout(Duration::from_secs(10))
+        .connect(&config.database_url)
+        .await
+        .map_err(ServeError::Connect)?;
+    migrate(&pool, &config.services).await?;
+    let options = ServeOptions {
+        reservation_ttl: config.reservation_ttl,
+        expiry_sweep_interval: config.expiry_sweep_interval,
+        ..ServeOptions::new(config.services.clone())
+    };
+    if config.seed_demo_catalog {
+        if config.services.contains(&ServiceKind::Inventory) {
+            seed_demo_catalog(&pool, options.clock.clone()).await?;
+        } else {
+            tracing::warn!("--seed-demo-catalog only seeds the inventory; this process does not serve it");
+        }
+    }
+    let listener = TcpListener::bind(&config.listen)
+        .await
+        .map_err(|source| ServeError::Bind { addr: config.listen.clone(), source })?;
+    serve(pool.clone(), options, listener, shutdown).await?;
+    pool.close().await;
+    Ok(())
+}

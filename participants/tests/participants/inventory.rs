@@ -1,0 +1,262 @@
+//! inventory.v1.Inventory: all-or-nothing reserves, expiry, commit, release, tombstones and
+//! the no-oversell guarantee under concurrency.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use sagaflow_participants::kit::clock::Clock;
+use sagaflow_proto::inventory::v1::inventory_client::InventoryClient;
+use sagaflow_proto::inventory::v1::{
+    CommitRequest, GetStockRequest, Item, ReleaseRequest, ReserveRequest, RestockRequest,
+};
+use tonic::Code;
+use tonic::transport::Channel;
+
+use crate::common::{Harness, assert_refused, compensating, keyed, metadata};
+
+fn item(sku: &str, quantity: u32) -> Item {
+    Item { sku: sku.into(), quantity, unit_price_cents: 100 }
+}
+
+fn reserve(order: &str, items: Vec<Item>) -> ReserveRequest {
+    ReserveRequest { order_id: order.into(), items, ttl_seconds: 0 }
+}
+
+async fn restock(client: &mut InventoryClient<Channel>, sku: &str, quantity: u32) {
+    client
+        .restock(keyed(RestockRequest { sku: sku.into(), quantity }, &format!("restock-{sku}-{quantity}")))
+        .await
+        .expect("restock");
+}
+
+/// (available, reserved, committed)
+async fn stock(client: &mut InventoryClient<Channel>, sku: &str) -> (i64, i64, i64) {
+    let s = client.get_stock(GetStockRequest { sku: sku.into() }).await.expect("get stock").into_inner();
+    (s.available, s.reserved, s.committed)
+}
+
+#[tokio::test]
+async fn reserve_is_all_or_nothing() {
+    let h = Harness::start().await;
+    let mut client = h.inventory().await;
+    restock(&mut client, "A", 5).await;
+    restock(&mut client, "B", 1).await;
+    let refused =
+        client.reserve(keyed(reserve("o-1", vec![item("A", 2), item("B", 2)]), "k-1")).await.expect_err("B is short");
+    assert_refused(&refused, "Inventory.OutOfStock");
+    assert_eq!(metadata(&refused, "sku"), "B");
+    assert_eq!(metadata(&refused, "requested"), "2");
+    assert_eq!(metadata(&refused, "available"), "1");
+    assert!(refused.message().contains('B'));
+    assert_eq!(stock(&mut client, "A").await, (5, 0, 0));
+    assert_eq!(stock(&mut client, "B").await, (1, 0, 0));
+
+    let unknown = client
+        .reserve(keyed(reserve("o-1", vec![item("A", 1), item("NOPE", 1)]), "k-2"))
+        .await
+        .expect_err("unknown SKU");
+    assert_refused(&unknown, "Inventory.UnknownSku");
+    assert_eq!(metadata(&unknown, "sku"), "NOPE");
+
+    // Repeated SKUs add up.
+    let ok = client
+        .reserve(keyed(reserve("o-1", vec![item("A", 2), item("A", 3), item("B", 1)]), "k-3"))
+        .await
+        .expect("everything available")
+        .into_inner();
+    assert!(ok.reservation_id.starts_with("res_"));
+    assert_eq!(stock(&mut client, "A").await, (0, 5, 0));
+    assert_eq!(stock(&mut client, "B").await, (0, 1, 0));
+
+    let missing = client.get_stock(GetStockRequest { sku: "NOPE".into() }).await.expect_err("unknown SKU");
+    assert_eq!(missing.code(), Code::NotFound);
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn expired_reservations_return_their_stock() {
+    let h = Harness::start().await;
+    let mut client = h.inventory().await;
+    restock(&mut client, "MUG", 5).await;
+    let reservation =
+        client.reserve(keyed(reserve("o-2", vec![item("MUG", 3)]), "k-reserve")).await.expect("reserve").into_inner();
+    let expires = reservation.expires_at.expect("expiry");
+    assert_eq!(expires.seconds - h.clock.now().timestamp(), 30 * 60);
+    assert_eq!(stock(&mut client, "MUG").await, (2, 3, 0));
+
+    h.clock.advance(Duration::from_secs(29 * 60));
+    assert_eq!(stock(&mut client, "MUG").await, (2, 3, 0));
+    h.clock.advance(Duration::from_secs(2 * 60));
+    assert_eq!(stock(&mut client, "MUG").await, (5, 0, 0));
+
+    let late = client
+        .commit(keyed(
+            CommitRequest { order_id: "o-2".into(), reservation_id: reservation.reservation_id.clone() },
+            "k-commit",
+        ))
+        .await
+        .expect_err("expired");
+    assert_refused(&late, "Inventory.ReservationExpired");
+    assert_eq!(stock(&mut client, "MUG").await, (5, 0, 0));
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn commit_on_an_expired_reservation_expires_it_there() {
+    // No GetStock in between and no periodic sweep: the Commit itself finds the
+    // reservation past its TTL, refuses it and returns its stock in the same transaction.
+    let h = Harness::start_with(|o| o.expiry_sweep_interval = Duration::from_secs(3600)).await;
+    let mut client = h.inventory().await;
+    restock(&mut client, "TEE", 4).await;
+    client
+        .reserve(keyed(ReserveRequest { order_id: "o-3".into(), items: vec![item("TEE", 4)], ttl_seconds: 60 }, "k-r"))
+        .await
+        .expect("reserve");
+    h.clock.advance(Duration::from_secs(61));
+    let late = client
+        .commit(keyed(CommitRequest { order_id: "o-3".into(), ..Default::default() }, "k-c"))
+        .await
+        .expect_err("expired");
+    assert_refused(&late, "Inventory.ReservationExpired");
+    assert_eq!(stock(&mut client, "TEE").await, (4, 0, 0));
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn commit_moves_reserved_to_committed_and_release_gives_it_back() {
+    let h = Harness::start().await;
+    let mut client = h.inventory().await;
+    restock(&mut client, "POSTER", 10).await;
+    let reservation = client
+        .reserve(keyed(reserve("o-4", vec![item("POSTER", 4)]), "k-reserve"))
+        .await
+        .expect("reserve")
+        .into_inner();
+    let committed = client
+        .commit(keyed(CommitRequest { order_id: "o-4".into(), ..Default::default() }, "k-commit"))
+        .await
+        .expect("commit")
+        .into_inner();
+    assert_eq!(committed.reservation_id, reservation.reservation_id);
+    assert_eq!(stock(&mut client, "POSTER").await, (6, 0, 4));
+    // Committed stock does not expire.
+    h.clock.advance(Duration::from_secs(3600));
+    assert_eq!(stock(&mut client, "POSTER").await, (6, 0, 4));
+
+    let released = client
+        .release(compensating(
+            ReleaseRequest { order_id: "o-4".into(), ..Default::default() },
+            "k-release",
+            "k-reserve",
+        ))
+        .await
+        .expect("release")
+        .into_inner();
+    assert_eq!(released.reservation_id, reservation.reservation_id);
+    assert!(!released.no_op);
+    assert_eq!(stock(&mut client, "POSTER").await, (10, 0, 0));
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn release_undoes_exactly_the_keyed_reservation() {
+    let h = Harness::start().await;
+    let mut client = h.inventory().await;
+    restock(&mut client, "MUG", 10).await;
+    let first =
+        client.reserve(keyed(reserve("o-5", vec![item("MUG", 2)]), "k-first")).await.expect("reserve").into_inner();
+    client.reserve(keyed(reserve("o-5", vec![item("MUG", 3)]), "k-second")).await.expect("reserve");
+    let released = client
+        .release(compensating(
+            ReleaseRequest { order_id: "o-5".into(), ..Default::default() },
+            "k-undo-first",
+            "k-first",
+        ))
+        .await
+        .expect("release")
+        .into_inner();
+    assert_eq!(released.reservation_id, first.reservation_id);
+    assert_eq!(stock(&mut client, "MUG").await, (7, 3, 0));
+    // Releasing it again gives back nothing more.
+    let again = client
+        .release(compensating(
+            ReleaseRequest { order_id: "o-5".into(), ..Default::default() },
+            "k-undo-first-2",
+            "k-first",
+        ))
+        .await
+        .expect("release again")
+        .into_inner();
+    assert!(again.no_op);
+    assert_eq!(stock(&mut client, "MUG").await, (7, 3, 0));
+    // Without saga-compensates, the order's held reservations are released.
+    let by_order = client
+        .release(keyed(ReleaseRequest { order_id: "o-5".into(), ..Default::default() }, "k-undo-order"))
+        .await
+        .expect("release by order")
+        .into_inner();
+    assert!(!by_order.no_op);
+    assert_eq!(stock(&mut client, "MUG").await, (10, 0, 0));
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn releasing_a_reserve_never_made_leaves_a_tombstone() {
+    let h = Harness::start().await;
+    let mut client = h.inventory().await;
+    restock(&mut client, "MUG", 3).await;
+    let released = client
+        .release(compensating(
+            ReleaseRequest { order_id: "o-6".into(), ..Default::default() },
+            "k-release",
+            "k-reserve",
+        ))
+        .await
+        .expect("no-op release")
+        .into_inner();
+    assert!(released.no_op);
+    let late = client
+        .reserve(keyed(reserve("o-6", vec![item("MUG", 1)]), "k-reserve"))
+        .await
+        .expect_err("late reserve refused");
+    assert_refused(&late, "Saga.AlreadyCompensated");
+    assert_eq!(stock(&mut client, "MUG").await, (3, 0, 0));
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn concurrent_reserves_never_oversell() {
+    let h = Harness::start().await;
+    let mut client = h.inventory().await;
+    restock(&mut client, "LAST", 5).await;
+    let calls = (0..20).map(|i| {
+        let mut client = client.clone();
+        async move { client.reserve(keyed(reserve(&format!("o-{i}"), vec![item("LAST", 1)]), &format!("k-{i}"))).await }
+    });
+    let results = futures::future::join_all(calls).await;
+    let won = results.iter().filter(|r| r.is_ok()).count();
+    assert_eq!(won, 5, "{results:?}");
+    for refused in results.iter().filter_map(|r| r.as_ref().err()) {
+        assert_refused(refused, "Inventory.OutOfStock");
+    }
+    assert_eq!(stock(&mut client, "LAST").await, (0, 5, 0));
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn the_demo_catalog_seeds_idempotently() {
+    let h = Harness::start().await;
+    let clock: Arc<dyn Clock> = Arc::new(h.clock.clone());
+    sagaflow_participants::seed_demo_catalog(&h.pool, clock.clone()).await.expect("seed");
+    let mut client = h.inventory().await;
+    assert_eq!(stock(&mut client, "SKU-SOLD-OUT").await, (0, 0, 0));
+    let before = stock(&mut client, "SKU-RED-MUG").await;
+    assert!(before.0 > 0);
+    client.reserve(keyed(reserve("o-7", vec![item("SKU-RED-MUG", 2)]), "k-7")).await.expect("reserve");
+    sagaflow_participants::seed_demo_catalog(&h.pool, clock).await.expect("seed again");
+    assert_eq!(stock(&mut client, "SKU-RED-MUG").await, (before.0 - 2, 2, 0));
+    let sold_out =
+        client.reserve(keyed(reserve("o-7", vec![item("SKU-SOLD-OUT", 1)]), "k-8")).await.expect_err("sold out");
+    assert_refused(&sold_out, "Inventory.OutOfStock");
+    h.stop().await;
+}
