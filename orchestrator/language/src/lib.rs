@@ -23,6 +23,6 @@ pub mod interpreter;
 pub mod model;
 pub mod testcase;
 
-pub use compile::{Compiled, compile, compile_value};
+pub use compile::{Compiled, compile, compile_value, position_of};
 pub use diagnostic::{Diagnostic, Diagnostics, Severity};
 pub use model::Definition;

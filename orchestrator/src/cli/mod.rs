@@ -27,6 +27,10 @@ pub enum Command {
         files: Vec<PathBuf>,
         #[arg(long, value_enum, default_value_t = Output::Human)]
         output: Output,
+        /// Also check Parameters field names against this participant's message types
+        /// (NAME=URL, from its gRPC reflection; repeat for each participant).
+        #[arg(long = "participant", value_delimiter = ',')]
+        participants: Vec<String>,
     },
     /// Run definition test cases in memory, with stubbed tasks and a virtual clock.
     Test {
@@ -59,7 +63,7 @@ pub enum Output {
 /// Run a parsed command line; `Ok` carries the exit code for a command that ran.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Validate { files, output } => validate::run(&files, output),
+        Command::Validate { files, output, participants } => validate::run(&files, output, &participants),
         Command::Test { paths, output, verbose } => test::run(&paths, output, verbose),
         Command::Serve(args) => serve::run(args),
         Command::Start(args) => block_on(client::start(args)),

@@ -153,10 +153,11 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     if let Some(replica) = &config.replica {
         engine_config.owner.clone_from(replica);
     }
-    let engine = Engine::new(store, invoker, engine_config);
+    let engine = Engine::new(store, invoker.clone(), engine_config);
     if let Some(dir) = &config.definitions {
         match engine.definitions().register_dir(dir).await {
             Ok(registered) => {
+                spawn_type_check(&engine, invoker.clone(), &registered);
                 for r in registered {
                     info!(definition = %r.record.name, version = r.record.version, new = r.created, "definition ready");
                     for w in &r.warnings {
@@ -183,6 +184,26 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     info!("shutting down: releasing leases");
     engine.shutdown().await;
     Ok(())
+}
+
+/// Check the definitions' Parameters against the participants' message types in the
+/// background: participants may start after the orchestrator, so findings are logged, not
+/// fatal (`sagaflow validate --participant` makes them errors before a deployment).
+fn spawn_type_check(engine: &Engine, invoker: Arc<GrpcInvoker>, registered: &[crate::engine::definitions::Registered]) {
+    let ids: Vec<(String, i64)> = registered.iter().map(|r| (r.record.name.clone(), r.record.id)).collect();
+    let engine = engine.clone();
+    tokio::spawn(async move {
+        for (name, id) in ids {
+            let Ok(definition) = engine.definitions().compiled(id).await else { continue };
+            for f in crate::invoker::typecheck::check_definition(&invoker, &definition).await {
+                if f.is_problem {
+                    warn!(definition = %name, pointer = %f.pointer, "{}", f.message);
+                } else {
+                    info!(definition = %name, pointer = %f.pointer, "{}", f.message);
+                }
+            }
+        }
+    });
 }
 
 /// A database URL without its password, for messages.

@@ -5,6 +5,7 @@
 //! (DESIGN §3: `google.rpc.ErrorInfo` reason, `Grpc.<Code>`, `States.Timeout`).
 
 pub mod grpc;
+pub mod typecheck;
 
 use async_trait::async_trait;
 use sagaflow_language::interpreter::Call;

@@ -46,6 +46,15 @@ pub struct Compiled {
     pub warnings: Vec<Diagnostic>,
 }
 
+/// 1-based line and column of the key `pointer` names in `source` (of its deepest existing
+/// ancestor when it does not resolve), for positioning findings made outside the compiler.
+pub fn position_of(source: &str, pointer: &str) -> (usize, usize) {
+    match Source::parse(source) {
+        Ok((_, index)) => index.position(pointer, Focus::Key),
+        Err(_) => (1, 1),
+    }
+}
+
 /// Parse and validate a definition's source text. On failure every problem is reported.
 pub fn compile(source: &str) -> Result<Compiled, Diagnostics> {
     let (value, source) = match Source::parse(source) {
