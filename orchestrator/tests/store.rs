@@ -1,8 +1,12 @@
 //! The store test suite. Every test body is written once, generic over [`Store`], and
-//! `store_tests!` expands it once per backend; each expansion gets a fresh, migrated database.
-//! PostgreSQL needs `DATABASE_URL` (`./scripts/test.sh` starts a throwaway cluster and sets it).
+//! `store_tests!` expands it once per backend (`postgres::NAME`, `sqlite::NAME`); each
+//! expansion gets a fresh, migrated database. PostgreSQL needs `DATABASE_URL`
+//! (`./scripts/test.sh` starts a throwaway cluster and sets it); SQLite needs nothing, each
+//! test gets its own file under the system's temporary folder (`cargo test --test store
+//! sqlite::` runs that half alone). For SQLite this suite is also the only check of the
+//! queries, which sqlx cannot check at compile time next to PostgreSQL's.
 //!
-//! Leases run on the database clock, so the few tests about expiry take a short lease and
+//! Leases run on the store's clock, so the few tests about expiry take a short lease and
 //! sleep past it; everything else uses a lease that cannot expire during a test.
 
 use std::collections::BTreeSet;
@@ -19,6 +23,7 @@ use uuid::Uuid;
 macro_rules! store_tests {
     ($($test:ident),* $(,)?) => {
         backend_tests!(postgres, sqlx::PgPool, sagaflow::store::postgres::PostgresStore::from_pool, crate::postgres_harness::run; $($test),*);
+        backend_tests!(sqlite, sagaflow::store::sqlite::SqliteStore, std::convert::identity, crate::sqlite_harness::run; $($test),*);
     };
 }
 
@@ -63,6 +68,7 @@ store_tests!(
     list_filters_and_pages_newest_first,
     prefixes_resolve_to_ids,
     history_pages_in_order,
+    json_payloads_keep_their_key_order,
 );
 
 /// Runs a body against a fresh database made by sqlx's test support (the machinery behind
@@ -82,6 +88,58 @@ mod postgres_harness {
         let mut args = sqlx::testing::TestArgs::new(test_path);
         args.migrator(&sagaflow::store::postgres::MIGRATOR);
         sqlx::testing::TestFn::run_test(body, args)
+    }
+}
+
+/// Runs a body against a fresh SQLite file, opened as `sagaflow serve` opens one (the folder
+/// does not exist yet) and migrated; the folder goes when the test ends, passed or failed.
+mod sqlite_harness {
+    use std::future::Future;
+    use std::path::PathBuf;
+
+    use sagaflow::store::Store;
+    use sagaflow::store::sqlite::SqliteStore;
+
+    /// A folder removed on drop, so also when the body panics.
+    pub(crate) struct TempDir(pub(crate) PathBuf);
+
+    impl TempDir {
+        pub(crate) fn new(test_path: &str) -> TempDir {
+            let name: String =
+                test_path.chars().map(|c| if c.is_ascii_alphanumeric() || c == '_' { c } else { '-' }).collect();
+            let nanos = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.subsec_nanos())
+                .unwrap_or_default();
+            TempDir(
+                std::env::temp_dir()
+                    .join("sagaflow-store-tests")
+                    .join(format!("{name}-{}-{nanos}", std::process::id())),
+            )
+        }
+    }
+
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    pub(crate) async fn open(path: &std::path::Path) -> SqliteStore {
+        let store = SqliteStore::open(path.to_str().expect("a UTF-8 temporary path")).await.expect("open SQLite");
+        store.migrate().await.expect("migrate SQLite");
+        store
+    }
+
+    pub(crate) fn run<Fut: Future<Output = ()>>(test_path: &'static str, body: fn(SqliteStore) -> Fut) {
+        let dir = TempDir::new(test_path);
+        let runtime =
+            tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("tokio runtime");
+        runtime.block_on(async {
+            let store = open(&dir.0.join("data").join("sagaflow.db")).await;
+            body(store.clone()).await;
+            store.close().await;
+        });
     }
 }
 
@@ -182,6 +240,38 @@ async fn event_ids<S: Store>(store: &S, id: Uuid) -> Vec<u64> {
 
 async fn claim_ids<S: Store>(store: &S, owner: &str, limit: u32) -> Vec<Uuid> {
     store.claim(owner, LONG, limit).await.expect("claim").iter().map(|c| c.record.id).collect()
+}
+
+/// Stored JSON comes back as written, key order included: `States.JsonToString` and replays
+/// after a takeover must see the same text as before it.
+async fn json_payloads_keep_their_key_order<S: Store>(store: S) {
+    let definition_id = definition(&store, "order").await;
+    let id = Uuid::now_v7();
+    let input: serde_json::Value =
+        serde_json::from_str(r#"{"zeta":1,"alpha":{"y":2,"b":3},"mid":[{"k2":1,"k1":2}]}"#).expect("JSON");
+    let mut new = new_execution(id, definition_id, "owner-a", LONG);
+    new.input = input.clone();
+    let mut first = step(id, "owner-a", 1, 1..=2);
+    first.snapshot = input.clone();
+    first.events[0].details = input.clone();
+    store.create_execution(new, first).await.expect("create");
+    let mut next = step(id, "owner-a", 1, 3..=3);
+    next.output = Some(input.clone());
+    next.snapshot = input.clone();
+    next.events[0].details = input.clone();
+    store.commit(&[next]).await.expect("commit");
+    store.post_request(id, input.clone()).await.expect("post");
+
+    let text = input.to_string();
+    let record = get(&store, id).await;
+    assert_eq!(record.input.to_string(), text);
+    assert_eq!(record.snapshot.to_string(), text);
+    assert_eq!(record.output.map(|o| o.to_string()), Some(text.clone()));
+    let history = store.history(id, 0, 10).await.expect("history");
+    assert_eq!(history[0].details.to_string(), text);
+    assert_eq!(history[2].details.to_string(), text);
+    let inbox = store.take_inbox("owner-a").await.expect("inbox");
+    assert_eq!(inbox[0].request.to_string(), text);
 }
 
 async fn definitions_are_versioned_and_deduplicated_by_content<S: Store>(store: S) {
@@ -887,6 +977,117 @@ mod postgres_only {
     }
 }
 
+/// SQLite-only behaviour: the file, its settings, reopening, and the scheme dispatch.
+mod sqlite_only {
+    use sagaflow::store::sqlite::SqliteStore;
+    use sagaflow::store::{Store, open_store};
+
+    use super::sqlite_harness::{TempDir, open};
+
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime")
+    }
+
+    #[test]
+    fn open_creates_the_file_and_its_folder_with_durable_settings() {
+        let dir = TempDir::new(module_path!());
+        let path = dir.0.join("a").join("b").join("sagaflow.db");
+        runtime().block_on(async {
+            let store = open(&path).await;
+            assert!(path.is_file(), "{} created", path.display());
+            let pool = store.pool().clone();
+            let journal_mode: String =
+                sqlx::query_scalar("PRAGMA journal_mode").fetch_one(&pool).await.expect("journal_mode");
+            assert_eq!(journal_mode, "wal");
+            let mut numeric = Vec::new();
+            for name in ["synchronous", "foreign_keys", "busy_timeout"] {
+                let value: i64 = sqlx::query_scalar(&format!("PRAGMA {name}")).fetch_one(&pool).await.expect("pragma");
+                numeric.push((name, value));
+            }
+            assert_eq!(numeric, [("synchronous", 2), ("foreign_keys", 1), ("busy_timeout", 5000)], "2 is FULL");
+            store.migrate().await.expect("migrate is idempotent");
+            store.close().await;
+        });
+    }
+
+    #[test]
+    fn committed_data_survives_reopening() {
+        let dir = TempDir::new(module_path!());
+        let path = dir.0.join("sagaflow.db");
+        runtime().block_on(async {
+            let store = open(&path).await;
+            let def = super::definition(&store, "order").await;
+            let id = super::create(&store, def, "a", super::LONG).await;
+            store.commit(&[super::step(id, "a", 1, 3..=4)]).await.expect("commit");
+            let before = super::get(&store, id).await;
+            store.close().await;
+
+            let store = open(&path).await;
+            assert_eq!(super::get(&store, id).await, before);
+            assert_eq!(super::event_ids(&store, id).await, vec![1, 2, 3, 4]);
+            store.commit(&[super::step(id, "a", 1, 5..=5)]).await.expect("the lease is still held");
+            store.close().await;
+        });
+    }
+
+    #[test]
+    fn open_store_takes_paths_and_sqlite_urls() {
+        let dir = TempDir::new(module_path!());
+        runtime().block_on(async {
+            let path = dir.0.join("plain").join("sagaflow.db");
+            let url = format!("sqlite:{}", dir.0.join("url").join("sagaflow.db").display());
+            for target in [path.display().to_string(), url] {
+                let store = open_store(&target).await.expect("open");
+                store.migrate().await.expect("migrate");
+                let (record, created) = store.put_definition("order", "{}", "h").await.expect("put");
+                assert!(created && record.version == 1, "{target}");
+            }
+            assert!(dir.0.join("url").join("sagaflow.db").is_file());
+            assert!(open_store("sqlite::memory:").await.is_err(), "an in-memory store is not durable");
+        });
+    }
+
+    /// What a commit costs on SQLite (not run by default; it prints, it asserts nothing about
+    /// time): `cargo test -p sagaflow --test store -- --ignored --nocapture sqlite_only::commit_cost`.
+    /// The file is under the target folder, on the disk the build uses.
+    #[test]
+    #[ignore = "a measurement; run by hand"]
+    fn commit_cost() {
+        use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions, SqliteSynchronous};
+
+        let dir = TempDir(std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("sqlite-commit-cost"));
+        let _ = std::fs::remove_dir_all(&dir.0);
+        runtime().block_on(async {
+            println!(
+                "SQLite {}",
+                sqlx::query_scalar::<_, String>("SELECT sqlite_version()")
+                    .fetch_one(open(&dir.0.join("version.db")).await.pool())
+                    .await
+                    .expect("version")
+            );
+            let path = dir.0.join("full.db");
+            let store = open(&path).await;
+            println!("\nSqliteStore::open (WAL, synchronous=FULL, one writer connection), {}", path.display());
+            super::bench::measure(store.clone()).await;
+            store.close().await;
+
+            // For comparison only: the setting the store does not use.
+            let path = dir.0.join("normal.db");
+            let options = SqliteConnectOptions::new()
+                .filename(&path)
+                .create_if_missing(true)
+                .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Normal);
+            let pool = SqlitePoolOptions::new().max_connections(1).connect_with(options).await.expect("pool");
+            let store = SqliteStore::from_pool(pool);
+            store.migrate().await.expect("migrate");
+            println!("\nfor comparison, synchronous=NORMAL (not what the store uses)");
+            super::bench::measure(store.clone()).await;
+            store.close().await;
+        });
+    }
+}
+
 /// The commit measurement: 3-event transitions with a snapshot the size of a small saga's.
 mod bench {
     use std::time::{Duration, Instant};
@@ -945,12 +1146,6 @@ mod bench {
                 .connect_with(options.clone())
                 .await
                 .expect("pool");
-            let store = PostgresStore::from_pool(pool.clone());
-            let def = super::definition(&store, "bench").await;
-            let mut ids = Vec::new();
-            for _ in 0..WRITERS {
-                ids.push(super::create(&store, def, "bench", super::LONG).await);
-            }
             let mut rtt = Vec::new();
             for _ in 0..200 {
                 let start = Instant::now();
@@ -959,63 +1154,73 @@ mod bench {
             }
             rtt.sort();
             println!("\ntest_before_acquire={ping}: `SELECT 1` through the pool p50 {:.2?}", rtt[rtt.len() / 2]);
-
-            // Sequential: one writer, one execution.
-            let mut latencies = Vec::new();
-            let start = Instant::now();
-            for i in 0..COMMITS {
-                let t = transition(ids[0], 3 + 3 * i);
-                let one = Instant::now();
-                store.commit(&[t]).await.expect("commit");
-                latencies.push(one.elapsed());
-            }
-            let elapsed = start.elapsed();
-            report("  sequential, 1 writer", &mut latencies, elapsed, COMMITS);
-
-            // Concurrent: WRITERS writers, each on its own execution (the server groups fsyncs).
-            let start = Instant::now();
-            let mut tasks = Vec::new();
-            for (w, id) in ids.iter().copied().enumerate().skip(1) {
-                let store = store.clone();
-                let per_writer =
-                    COMMITS / (WRITERS as u64 - 1) + u64::from((w as u64) <= COMMITS % (WRITERS as u64 - 1));
-                tasks.push(tokio::spawn(async move {
-                    let mut latencies = Vec::new();
-                    for i in 0..per_writer {
-                        let t = transition(id, 3 + 3 * i);
-                        let one = Instant::now();
-                        store.commit(&[t]).await.expect("commit");
-                        latencies.push(one.elapsed());
-                    }
-                    latencies
-                }));
-            }
-            let mut latencies = Vec::new();
-            for task in tasks {
-                latencies.extend(task.await.expect("writer"));
-            }
-            let elapsed = start.elapsed();
-            let count = latencies.len() as u64;
-            report(&format!("  concurrent, {} writers", WRITERS - 1), &mut latencies, elapsed, count);
-
-            // Batched: one call commits one transition of each of 10 executions.
-            let batch_ids: Vec<Uuid> = {
-                let mut v = Vec::new();
-                for _ in 0..10 {
-                    v.push(super::create(&store, def, "bench", super::LONG).await);
-                }
-                v
-            };
-            let mut latencies = Vec::new();
-            let start = Instant::now();
-            for i in 0..COMMITS / 10 {
-                let batch: Vec<_> = batch_ids.iter().map(|id| transition(*id, 3 + 3 * i)).collect();
-                let one = Instant::now();
-                store.commit(&batch).await.expect("commit");
-                latencies.push(one.elapsed());
-            }
-            report("  batched, 10 transitions per commit", &mut latencies, start.elapsed(), COMMITS);
+            measure(PostgresStore::from_pool(pool.clone())).await;
             pool.close().await;
         }
+    }
+
+    /// Sequential, concurrent and batched commits against `store`, printed.
+    pub(super) async fn measure<S: Store + Clone>(store: S) {
+        let def = super::definition(&store, "bench").await;
+        let mut ids = Vec::new();
+        for _ in 0..WRITERS {
+            ids.push(super::create(&store, def, "bench", super::LONG).await);
+        }
+
+        // Sequential: one writer, one execution.
+        let mut latencies = Vec::new();
+        let start = Instant::now();
+        for i in 0..COMMITS {
+            let t = transition(ids[0], 3 + 3 * i);
+            let one = Instant::now();
+            store.commit(&[t]).await.expect("commit");
+            latencies.push(one.elapsed());
+        }
+        let elapsed = start.elapsed();
+        report("  sequential, 1 writer", &mut latencies, elapsed, COMMITS);
+
+        // Concurrent: WRITERS - 1 writers, each on its own execution (PostgreSQL groups their
+        // fsyncs; SQLite runs them one after another).
+        let start = Instant::now();
+        let mut tasks = Vec::new();
+        for (w, id) in ids.iter().copied().enumerate().skip(1) {
+            let store = store.clone();
+            let per_writer = COMMITS / (WRITERS as u64 - 1) + u64::from((w as u64) <= COMMITS % (WRITERS as u64 - 1));
+            tasks.push(tokio::spawn(async move {
+                let mut latencies = Vec::new();
+                for i in 0..per_writer {
+                    let t = transition(id, 3 + 3 * i);
+                    let one = Instant::now();
+                    store.commit(&[t]).await.expect("commit");
+                    latencies.push(one.elapsed());
+                }
+                latencies
+            }));
+        }
+        let mut latencies = Vec::new();
+        for task in tasks {
+            latencies.extend(task.await.expect("writer"));
+        }
+        let elapsed = start.elapsed();
+        let count = latencies.len() as u64;
+        report(&format!("  concurrent, {} writers", WRITERS - 1), &mut latencies, elapsed, count);
+
+        // Batched: one call commits one transition of each of 10 executions.
+        let batch_ids: Vec<Uuid> = {
+            let mut v = Vec::new();
+            for _ in 0..10 {
+                v.push(super::create(&store, def, "bench", super::LONG).await);
+            }
+            v
+        };
+        let mut latencies = Vec::new();
+        let start = Instant::now();
+        for i in 0..COMMITS / 10 {
+            let batch: Vec<_> = batch_ids.iter().map(|id| transition(*id, 3 + 3 * i)).collect();
+            let one = Instant::now();
+            store.commit(&batch).await.expect("commit");
+            latencies.push(one.elapsed());
+        }
+        report("  batched, 10 transitions per commit", &mut latencies, start.elapsed(), COMMITS);
     }
 }

@@ -55,7 +55,9 @@ pub struct Cli {
     #[arg(long, env = "SAGAFLOW_LISTEN")]
     pub listen: Option<String>,
 
-    /// PostgreSQL URL; each participant keeps its data in its own schema.
+    /// Database URL: `postgres://...` (each participant in its own schema) or
+    /// `sqlite:///path/to/file.db` / a file path (SQLite, created if missing; each
+    /// participant's tables prefixed with its name).
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     pub database_url: String,
 
@@ -101,7 +103,12 @@ impl Cli {
     /// Checks the flags and resolves defaults.
     pub fn into_config(self) -> Result<Config, ConfigError> {
         if self.database_url.trim().is_empty() {
-            return Err(ConfigError("--database-url (or DATABASE_URL) is empty; give a postgres:// URL".into()));
+            return Err(ConfigError(
+                "--database-url (or DATABASE_URL) is empty; give a postgres:// URL or sqlite:///path/to/file.db".into(),
+            ));
+        }
+        if let Err(err) = crate::backend::BackendKind::of_url(&self.database_url) {
+            return Err(ConfigError(format!("--database-url: {err}")));
         }
         if self.reservation_ttl.is_zero() {
             return Err(ConfigError("--reservation-ttl must be longer than 0, e.g. \"30m\"".into()));

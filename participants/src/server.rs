@@ -1,6 +1,6 @@
 //! Assembles a participant process: migrations, the selected business services behind fault
 //! injection, the Chaos service, gRPC health and reflection, the reservation expiry sweep,
-//! and graceful shutdown.
+//! and graceful shutdown. The storage is a [`Backend`]: PostgreSQL or SQLite.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,7 +11,6 @@ use sagaflow_proto::fulfillment::v1::fulfillment_server::FulfillmentServer;
 use sagaflow_proto::inventory::v1::inventory_server::InventoryServer;
 use sagaflow_proto::participants::v1::chaos_server::ChaosServer;
 use sagaflow_proto::payment::v1::payment_server::PaymentServer;
-use sqlx::PgPool;
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
@@ -20,18 +19,15 @@ use tonic::service::RoutesBuilder;
 use tonic_health::ServingStatus;
 use tower::Layer;
 
+use crate::backend::{Backend, OpenError};
 use crate::fraud::FraudService;
-use crate::fraud::store::PgFraudStore;
 use crate::fulfillment::FulfillmentService;
-use crate::fulfillment::store::PgFulfillmentStore;
-use crate::inventory::store::PgInventoryStore;
 use crate::inventory::{DEFAULT_RESERVATION_TTL, InventoryService};
 use crate::kit::chaos::{ChaosApi, FaultLayer, Faults};
 use crate::kit::clock::{Clock, SystemClock};
 use crate::kit::error::chain;
 use crate::kit::store::StoreError;
 use crate::payment::PaymentService;
-use crate::payment::store::PgPaymentStore;
 use crate::{fraud, fulfillment, inventory, payment};
 
 /// The gRPC name of the fault-injection service every participant serves.
@@ -61,22 +57,27 @@ impl ServiceKind {
         }
     }
 
-    /// Applies this service's schema migrations.
-    pub async fn migrate(self, pool: &PgPool) -> Result<(), StoreError> {
+    /// The short name, as on the command line: `payment`, `inventory`, ...
+    pub fn name(self) -> &'static str {
         match self {
-            ServiceKind::Payment => payment::store::migrate(pool).await,
-            ServiceKind::Inventory => inventory::store::migrate(pool).await,
-            ServiceKind::Fraud => fraud::store::migrate(pool).await,
-            ServiceKind::Fulfillment => fulfillment::store::migrate(pool).await,
+            ServiceKind::Payment => "payment",
+            ServiceKind::Inventory => "inventory",
+            ServiceKind::Fraud => "fraud",
+            ServiceKind::Fulfillment => "fulfillment",
         }
+    }
+
+    /// Applies this service's schema migrations.
+    pub async fn migrate(self, backend: &Backend) -> Result<(), StoreError> {
+        backend.migrate(&[self]).await
     }
 }
 
 /// Why a participant could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
-    #[error("could not connect to the database (check DATABASE_URL)")]
-    Connect(#[source] sqlx::Error),
+    #[error(transparent)]
+    Open(#[from] OpenError),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("could not listen on {addr}; choose another --listen address")]
@@ -89,6 +90,14 @@ pub enum ServeError {
     Reflection(#[from] tonic_reflection::server::Error),
     #[error("the gRPC server failed")]
     Transport(#[from] tonic::transport::Error),
+    #[error("could not create the data directory {path}")]
+    DataDir {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the {service} server task failed: {detail}")]
+    Crashed { service: &'static str, detail: String },
 }
 
 /// How to run the services of one process.
@@ -119,28 +128,25 @@ impl ServeOptions {
 }
 
 /// Applies the migrations of the given services, in order.
-pub async fn migrate(pool: &PgPool, services: &[ServiceKind]) -> Result<(), StoreError> {
-    for service in services {
-        service.migrate(pool).await?;
-    }
-    Ok(())
+pub async fn migrate(backend: &Backend, services: &[ServiceKind]) -> Result<(), StoreError> {
+    backend.migrate(services).await
 }
 
 /// Creates the demo catalog's SKUs (idempotent; existing stock is left alone).
-pub async fn seed_demo_catalog(pool: &PgPool, clock: Arc<dyn Clock>) -> Result<(), StoreError> {
-    InventoryService::new(Arc::new(PgInventoryStore::new(pool.clone())), clock, DEFAULT_RESERVATION_TTL)
-        .seed_demo_catalog()
-        .await
+pub async fn seed_demo_catalog(backend: &Backend, clock: Arc<dyn Clock>) -> Result<(), StoreError> {
+    InventoryService::new(backend.inventory_store(), clock, DEFAULT_RESERVATION_TTL).seed_demo_catalog().await
 }
 
 /// Serves the selected services on `listener` until `shutdown` is cancelled, then drains
 /// in-flight calls and stops the background sweep. Migrations must have been applied.
+/// `backend` is a [`Backend`] or a bare `PgPool`/`SqlitePool`.
 pub async fn serve(
-    pool: PgPool,
+    backend: impl Into<Backend>,
     options: ServeOptions,
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> Result<(), ServeError> {
+    let backend = backend.into();
     let faults_layer = FaultLayer::new(options.faults.clone());
     let (health, health_service) = tonic_health::server::health_reporter();
     let mut reflection = tonic_reflection::server::Builder::configure()
@@ -162,15 +168,12 @@ pub async fn serve(
     for kind in &services {
         match kind {
             ServiceKind::Payment => {
-                let service = PaymentService::new(Arc::new(PgPaymentStore::new(pool.clone())), options.clock.clone());
+                let service = PaymentService::new(backend.payment_store(), options.clock.clone());
                 routes.add_service(faults_layer.layer(PaymentServer::new(service)));
             }
             ServiceKind::Inventory => {
-                let service = InventoryService::new(
-                    Arc::new(PgInventoryStore::new(pool.clone())),
-                    options.clock.clone(),
-                    options.reservation_ttl,
-                );
+                let service =
+                    InventoryService::new(backend.inventory_store(), options.clock.clone(), options.reservation_ttl);
                 tracker.spawn(sweep_expired_reservations(
                     service.clone(),
                     options.expiry_sweep_interval,
@@ -179,12 +182,11 @@ pub async fn serve(
                 routes.add_service(faults_layer.layer(InventoryServer::new(service)));
             }
             ServiceKind::Fraud => {
-                let service = FraudService::new(Arc::new(PgFraudStore::new(pool.clone())), options.clock.clone());
+                let service = FraudService::new(backend.fraud_store(), options.clock.clone());
                 routes.add_service(faults_layer.layer(FraudServer::new(service)));
             }
             ServiceKind::Fulfillment => {
-                let service =
-                    FulfillmentService::new(Arc::new(PgFulfillmentStore::new(pool.clone())), options.clock.clone());
+                let service = FulfillmentService::new(backend.fulfillment_store(), options.clock.clone());
                 routes.add_service(faults_layer.layer(FulfillmentServer::new(service)));
             }
         }
@@ -246,32 +248,43 @@ async fn sweep_expired_reservations(service: InventoryService, every: Duration, 
     }
 }
 
-/// Runs one participant process to completion: connects, migrates, seeds if asked, binds
-/// and serves until `shutdown`.
+/// Runs one participant process to completion: opens the database its URL names
+/// (PostgreSQL or SQLite), migrates, seeds if asked, binds and serves until `shutdown`.
 pub async fn run(config: crate::config::Config, shutdown: CancellationToken) -> Result<(), ServeError> {
-    let pool = sqlx::postgres::PgPoolOptions::new()
-        .max_connections(config.max_connections)
-        .acquire_timeout(Duration::from_secs(10))
-        .connect(&config.database_url)
-        .await
-        .map_err(ServeError::Connect)?;
-    migrate(&pool, &config.services).await?;
+    let backend = Backend::open_with(&config.database_url, config.max_connections).await?;
+    tracing::info!(backend = ?backend.kind(), "database opened");
     let options = ServeOptions {
         reservation_ttl: config.reservation_ttl,
         expiry_sweep_interval: config.expiry_sweep_interval,
         ..ServeOptions::new(config.services.clone())
     };
-    if config.seed_demo_catalog {
-        if config.services.contains(&ServiceKind::Inventory) {
-            seed_demo_catalog(&pool, options.clock.clone()).await?;
+    let result = async {
+        prepare(&backend, &config.services, config.seed_demo_catalog, options.clock.clone()).await?;
+        let listener = TcpListener::bind(&config.listen)
+            .await
+            .map_err(|source| ServeError::Bind { addr: config.listen.clone(), source })?;
+        serve(backend.clone(), options, listener, shutdown).await
+    }
+    .await;
+    backend.close().await;
+    result
+}
+
+/// Migrates the services' storage and, if asked and the inventory is among them, seeds the
+/// demo catalog.
+pub(crate) async fn prepare(
+    backend: &Backend,
+    services: &[ServiceKind],
+    seed_catalog: bool,
+    clock: Arc<dyn Clock>,
+) -> Result<(), ServeError> {
+    backend.migrate(services).await?;
+    if seed_catalog {
+        if services.contains(&ServiceKind::Inventory) {
+            seed_demo_catalog(backend, clock).await?;
         } else {
-            tracing::warn!("--seed-demo-catalog only seeds the inventory; this process does not serve it");
+            tracing::warn!("seeding the demo catalog only seeds the inventory; it is not served here");
         }
     }
-    let listener = TcpListener::bind(&config.listen)
-        .await
-        .map_err(|source| ServeError::Bind { addr: config.listen.clone(), source })?;
-    serve(pool.clone(), options, listener, shutdown).await?;
-    pool.close().await;
     Ok(())
 }

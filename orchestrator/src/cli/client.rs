@@ -1,18 +1,30 @@
-//! Commands that talk to a running server: `start`, `show`, `history`.
+//! What every command that talks to a running server shares: the `--server`/`--output`
+//! arguments, the connection, server errors as sentences, the execution filter of bulk and
+//! listing commands, and the printing helpers (JSON shapes, tables, colours, durations).
+//! `start` lives here too: it is the one command that only creates.
 
+use std::io::IsTerminal;
+use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, TimeDelta, Utc};
 use clap::Args;
+use comfy_table::{Cell, Color, ContentArrangement, Table, TableComponent, presets};
 use sagaflow_proto::sagaflow::v1 as pb;
 use sagaflow_proto::sagaflow::v1::saga_service_client::SagaServiceClient;
 use serde_json::{Value, json};
 use tonic::transport::Channel;
+use tonic_types::StatusExt;
 
 use super::Output;
+// `show` lives in `executions`; the old path stays for its callers (the demo).
+pub use super::executions::{ShowArgs, show};
 
-/// Where the server is.
+/// The client every command uses.
+pub type Client = SagaServiceClient<Channel>;
+
+/// Where the server is, and how to print.
 #[derive(Debug, Clone, Args)]
 pub struct ServerArgs {
     /// The server's gRPC address.
@@ -45,15 +57,58 @@ pub struct StartArgs {
     pub server: ServerArgs,
 }
 
-#[derive(Debug, Args)]
-pub struct ShowArgs {
-    /// An execution id, or any unique prefix of one.
-    pub id: String,
-    #[command(flatten)]
-    pub server: ServerArgs,
+/// Which executions a listing or bulk command covers.
+#[derive(Debug, Clone, Default, Args)]
+pub struct Filter {
+    /// Only executions with this status (repeat for several), e.g. FAILED, COMPENSATION_STUCK.
+    #[arg(long = "status", value_name = "STATUS")]
+    pub statuses: Vec<String>,
+    /// Only executions of this definition.
+    #[arg(long, value_name = "NAME")]
+    pub definition: Option<String>,
+    /// Only executions started since then: a duration back from now (`90s`, `1h`, `2d`) or an RFC 3339 time.
+    #[arg(long, value_name = "DURATION_OR_TIMESTAMP", value_parser = parse_since)]
+    pub since: Option<DateTime<Utc>>,
 }
 
-pub async fn connect(server: &str) -> anyhow::Result<SagaServiceClient<Channel>> {
+impl Filter {
+    pub fn is_empty(&self) -> bool {
+        self.statuses.is_empty() && self.definition.is_none() && self.since.is_none()
+    }
+
+    pub fn request(&self, page_size: u32, page_token: String) -> pb::ListExecutionsRequest {
+        pb::ListExecutionsRequest {
+            statuses: self.statuses.iter().map(|s| s.trim().to_ascii_uppercase().replace('-', "_")).collect(),
+            definition_name: self.definition.clone().unwrap_or_default(),
+            started_after: self.since.map(timestamp),
+            started_before: None,
+            id_prefix: String::new(),
+            page_size,
+            page_token,
+        }
+    }
+}
+
+/// `--since`: `1h`, `90m`, `2d 3h` (back from now) or an RFC 3339 time.
+pub fn parse_since(text: &str) -> Result<DateTime<Utc>, String> {
+    parse_since_at(text, Utc::now())
+}
+
+pub fn parse_since_at(text: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>, String> {
+    let text = text.trim();
+    if let Ok(t) = DateTime::parse_from_rfc3339(text) {
+        return Ok(t.with_timezone(&Utc));
+    }
+    let d = humantime::parse_duration(text).map_err(|_| {
+        format!(
+            "{text:?} is neither a duration (such as 30m, 1h, 2d) nor an RFC 3339 time (such as 2024-05-01T12:00:00Z)"
+        )
+    })?;
+    let d = TimeDelta::from_std(d).map_err(|_| format!("{text:?} is too long ago"))?;
+    now.checked_sub_signed(d).ok_or_else(|| format!("{text:?} is too long ago"))
+}
+
+pub async fn connect(server: &str) -> anyhow::Result<Client> {
     let channel = Channel::from_shared(server.to_owned())
         .with_context(|| format!("{server:?} is not a server address such as http://127.0.0.1:7070"))?
         .connect_timeout(Duration::from_secs(5))
@@ -67,12 +122,27 @@ pub async fn connect(server: &str) -> anyhow::Result<SagaServiceClient<Channel>>
     Ok(SagaServiceClient::new(channel).max_decoding_message_size(64 * 1024 * 1024))
 }
 
-/// A server error, as a sentence.
-fn failed(status: tonic::Status) -> anyhow::Error {
-    anyhow::anyhow!("{} ({:?})", status.message(), status.code())
+/// A server error, as a sentence (with every field violation of an InvalidArgument).
+pub fn failed(status: tonic::Status) -> anyhow::Error {
+    let mut text = format!("{} ({:?})", status.message(), status.code());
+    for (field, description) in violations(&status) {
+        if !text.contains(&description) {
+            text.push_str(&format!("\n  {field}: {description}"));
+        }
+    }
+    anyhow::anyhow!(text)
 }
 
-pub async fn start(args: StartArgs) -> anyhow::Result<std::process::ExitCode> {
+/// The `(field, description)` pairs of an InvalidArgument's BadRequest details.
+pub fn violations(status: &tonic::Status) -> Vec<(String, String)> {
+    status
+        .get_error_details()
+        .bad_request()
+        .map(|b| b.field_violations.iter().map(|v| (v.field.clone(), v.description.clone())).collect())
+        .unwrap_or_default()
+}
+
+pub async fn start(args: StartArgs) -> anyhow::Result<ExitCode> {
     let input = match args.input.strip_prefix('@') {
         Some(path) => std::fs::read_to_string(path).with_context(|| format!("reading {path}"))?,
         None => args.input.clone(),
@@ -96,7 +166,7 @@ pub async fn start(args: StartArgs) -> anyhow::Result<std::process::ExitCode> {
         Output::Json => println!("{}", serde_json::to_string_pretty(&execution_json(&execution))?),
         Output::Human => {
             let verb = if response.created { "started" } else { "already started" };
-            println!("{} {verb}: {}", execution.execution_id, execution.status);
+            println!("{} {verb}: {}", execution.execution_id, paint_status(&execution.status));
             if args.wait {
                 print_outcome(&execution);
             }
@@ -106,35 +176,43 @@ pub async fn start(args: StartArgs) -> anyhow::Result<std::process::ExitCode> {
 }
 
 /// With --wait, a failed saga is a failed command.
-fn exit_for(status: &str, waited: bool) -> std::process::ExitCode {
-    if waited && status != "SUCCEEDED" { std::process::ExitCode::from(1) } else { std::process::ExitCode::SUCCESS }
+fn exit_for(status: &str, waited: bool) -> ExitCode {
+    if waited && status != "SUCCEEDED" { ExitCode::from(1) } else { ExitCode::SUCCESS }
 }
 
-fn print_outcome(e: &pb::Execution) {
+pub fn print_outcome(e: &pb::Execution) {
     if !e.output_json.is_empty() {
-        println!("output: {}", pretty(&e.output_json));
+        println!("output     {}", indent(&pretty(&e.output_json), 11));
     }
     if !e.error.is_empty() {
-        println!("error:  {}", e.error);
+        println!("error      {}", paint(&e.error, Color::Red));
     }
     if !e.cause.is_empty() {
-        println!("cause:  {}", e.cause);
+        println!("cause      {}", indent(&e.cause, 11));
     }
 }
 
-fn pretty(text: &str) -> String {
+pub fn indent(text: &str, by: usize) -> String {
+    text.replace('\n', &format!("\n{}", " ".repeat(by)))
+}
+
+pub fn pretty(text: &str) -> String {
     serde_json::from_str::<Value>(text)
         .ok()
         .and_then(|v| serde_json::to_string_pretty(&v).ok())
         .unwrap_or_else(|| text.to_owned())
 }
 
-fn parse_json(text: &str) -> Value {
+pub fn parse_json(text: &str) -> Value {
     if text.is_empty() { Value::Null } else { serde_json::from_str(text).unwrap_or(Value::String(text.to_owned())) }
 }
 
-fn time(t: &Option<prost_types::Timestamp>) -> Option<DateTime<Utc>> {
+pub fn time(t: &Option<prost_types::Timestamp>) -> Option<DateTime<Utc>> {
     t.as_ref().and_then(|t| DateTime::from_timestamp(t.seconds, t.nanos.max(0) as u32))
+}
+
+pub fn timestamp(t: DateTime<Utc>) -> prost_types::Timestamp {
+    prost_types::Timestamp { seconds: t.timestamp(), nanos: t.timestamp_subsec_nanos() as i32 }
 }
 
 pub fn execution_json(e: &pb::Execution) -> Value {
@@ -155,7 +233,8 @@ pub fn execution_json(e: &pb::Execution) -> Value {
     })
 }
 
-fn event_json(e: &pb::HistoryEvent) -> Value {
+/// A history event as JSON; `cause` is the serde JSON of the interpreter `Event` it recorded.
+pub fn event_json(e: &pb::HistoryEvent) -> Value {
     json!({
         "id": e.id,
         "timestamp": time(&e.timestamp).map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)),
@@ -166,7 +245,29 @@ fn event_json(e: &pb::HistoryEvent) -> Value {
     })
 }
 
-async fn all_history(client: &mut SagaServiceClient<Channel>, id: &str) -> anyhow::Result<Vec<pb::HistoryEvent>> {
+pub fn compensation_json(c: &pb::CompensationStep) -> Value {
+    json!({
+        "state": c.state, "scope": c.scope, "forwardKey": c.forward_key, "status": c.status,
+        "attempts": c.attempts, "lastError": (!c.last_error.is_empty()).then_some(&c.last_error),
+        "lastCause": (!c.last_cause.is_empty()).then_some(&c.last_cause),
+        "outcomeUnknown": c.outcome_unknown,
+    })
+}
+
+/// DescribeExecution by id or unique prefix.
+pub async fn describe(client: &mut Client, id: &str) -> anyhow::Result<pb::DescribeExecutionResponse> {
+    let described = client
+        .describe_execution(pb::DescribeExecutionRequest { execution_id: id.to_owned() })
+        .await
+        .map_err(failed)?
+        .into_inner();
+    if described.execution_id.is_empty() || described.execution.is_none() {
+        bail!("no execution {id}");
+    }
+    Ok(described)
+}
+
+pub async fn all_history(client: &mut Client, id: &str) -> anyhow::Result<Vec<pb::HistoryEvent>> {
     let mut events = Vec::new();
     loop {
         let after = events.last().map(|e: &pb::HistoryEvent| e.id).unwrap_or(0);
@@ -186,116 +287,188 @@ async fn all_history(client: &mut SagaServiceClient<Channel>, id: &str) -> anyho
     }
 }
 
-pub async fn show(args: ShowArgs) -> anyhow::Result<std::process::ExitCode> {
-    let mut client = connect(&args.server.server).await?;
-    let described = client
-        .describe_execution(pb::DescribeExecutionRequest { execution_id: args.id.clone() })
-        .await
-        .map_err(failed)?
-        .into_inner();
-    let execution = described.execution.clone().context("the server returned no execution")?;
-    let events = all_history(&mut client, &execution.execution_id).await?;
-    match args.server.output {
-        Output::Json => {
-            let compensations: Vec<Value> = described
-                .compensations
-                .iter()
-                .map(|c| {
-                    json!({
-                        "state": c.state, "scope": c.scope, "forwardKey": c.forward_key, "status": c.status,
-                        "attempts": c.attempts, "lastError": (!c.last_error.is_empty()).then_some(&c.last_error),
-                        "lastCause": (!c.last_cause.is_empty()).then_some(&c.last_cause),
-                        "outcomeUnknown": c.outcome_unknown,
-                    })
-                })
-                .collect();
-            let mut value = execution_json(&execution);
-            value["compensations"] = Value::Array(compensations);
-            value["events"] = Value::Array(events.iter().map(event_json).collect());
-            println!("{}", serde_json::to_string_pretty(&value)?);
+/// Every execution matching `filter`, newest first, across all pages.
+pub async fn all_matching(client: &mut Client, filter: &Filter) -> anyhow::Result<Vec<pb::Execution>> {
+    let mut executions = Vec::new();
+    let mut token = String::new();
+    loop {
+        let page = client.list_executions(filter.request(1000, token)).await.map_err(failed)?.into_inner();
+        executions.extend(page.executions);
+        if page.next_page_token.is_empty() {
+            return Ok(executions);
         }
-        Output::Human => {
-            println!("execution  {}", execution.execution_id);
-            println!("definition {} v{}", execution.definition_name, execution.definition_version);
-            println!("status     {}", execution.status);
-            if let (Some(start), stop) = (time(&execution.start_time), time(&execution.stop_time)) {
-                let end = stop.unwrap_or_else(Utc::now);
-                println!(
-                    "started    {}  ({} {})",
-                    start.format("%Y-%m-%d %H:%M:%S%.3f UTC"),
-                    human_duration(end - start),
-                    if stop.is_some() { "total" } else { "so far" }
-                );
-            }
-            println!("input      {}", pretty(&execution.input_json).replace('\n', "\n           "));
-            print_outcome(&execution);
-            if !described.compensations.is_empty() {
-                println!("\ncompensations (run newest first):");
-                for c in &described.compensations {
-                    let unknown = if c.outcome_unknown { "  (forward outcome unknown)" } else { "" };
-                    println!("  {:<10} {:<28} attempts {}{unknown}", c.status, c.scope, c.attempts);
-                    if !c.last_error.is_empty() && c.status != "SUCCEEDED" {
-                        println!("             last error {}: {}", c.last_error, c.last_cause);
-                    }
-                }
-            }
-            println!("\ntimeline:");
-            print_timeline(&events);
-        }
-    }
-    Ok(std::process::ExitCode::SUCCESS)
-}
-
-fn human_duration(d: chrono::TimeDelta) -> String {
-    let ms = d.num_milliseconds();
-    if ms < 1000 {
-        format!("{ms} ms")
-    } else if ms < 60_000 {
-        format!("{:.2} s", ms as f64 / 1000.0)
-    } else {
-        humantime::format_duration(Duration::from_secs((ms / 1000) as u64)).to_string()
+        token = page.next_page_token;
     }
 }
 
-fn print_timeline(events: &[pb::HistoryEvent]) {
-    let start = events.first().and_then(|e| time(&e.timestamp));
-    for e in events {
-        let offset = match (start, time(&e.timestamp)) {
-            (Some(s), Some(t)) => format!("+{}", human_duration(t - s)),
-            _ => String::new(),
-        };
-        let details = parse_json(&e.details_json);
-        let mut note = String::new();
-        for key in ["error", "attempt", "delayMs", "reason"] {
-            if let Some(v) = details.get(key).filter(|v| !v.is_null()) {
-                note.push_str(&format!(" {key}={}", v.as_str().map(str::to_owned).unwrap_or_else(|| v.to_string())));
-            }
-        }
-        println!("  {:>5} {:>10}  {:<28} {}{note}", e.id, offset, e.r#type, e.state);
+// ------------------------------------------------------------------ printing
+
+/// Colours only on a terminal, and never with NO_COLOR set.
+pub fn colour() -> bool {
+    std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+}
+
+/// A table that fits the terminal, styled only when colours are on.
+pub fn table(header: &[&str]) -> Table {
+    let mut t = Table::new();
+    // No borders; one rule under the header (as `kubectl get`, with a line).
+    t.load_preset(presets::NOTHING)
+        .set_style(TableComponent::HeaderLines, '─')
+        .set_style(TableComponent::MiddleHeaderIntersections, '─')
+        .set_content_arrangement(ContentArrangement::Dynamic);
+    if !colour() {
+        t.force_no_tty();
+    }
+    t.set_header(header.iter().map(|h| Cell::new(h).add_attribute(comfy_table::Attribute::Bold)));
+    t
+}
+
+pub fn status_colour(status: &str) -> Color {
+    match status {
+        "SUCCEEDED" | "done" | "undone" | "succeeded" | "resolved" => Color::Green,
+        "FAILED" | "COMPENSATION_STUCK" | "STUCK" | "stuck" | "failed" => Color::Red,
+        "COMPENSATED" | "skipped" | "unknown" => Color::Yellow,
+        "RUNNING" | "COMPENSATING" | "still owed" => Color::Cyan,
+        _ => Color::DarkGrey,
     }
 }
 
-pub async fn history(args: ShowArgs) -> anyhow::Result<std::process::ExitCode> {
-    let mut client = connect(&args.server.server).await?;
-    let described = client
-        .describe_execution(pb::DescribeExecutionRequest { execution_id: args.id.clone() })
-        .await
-        .map_err(failed)?
-        .into_inner();
-    if described.execution_id.is_empty() {
-        bail!("no execution {}", args.id);
+pub fn status_cell(status: &str) -> Cell {
+    Cell::new(status).fg(status_colour(status))
+}
+
+/// `text` in ANSI colour when colours are on.
+pub fn paint(text: &str, colour_of: Color) -> String {
+    if !colour() {
+        return text.to_owned();
     }
-    let events = all_history(&mut client, &described.execution_id).await?;
-    match args.server.output {
-        Output::Json => {
-            println!("{}", serde_json::to_string_pretty(&Value::Array(events.iter().map(event_json).collect()))?)
-        }
-        Output::Human => {
-            for e in &events {
-                let t = time(&e.timestamp).map(|t| t.format("%H:%M:%S%.3f").to_string()).unwrap_or_default();
-                println!("{:>5} {t} {:<28} {:<24} {}", e.id, e.r#type, e.state, e.details_json);
-            }
-        }
+    let code = match colour_of {
+        Color::Red => "31",
+        Color::Green => "32",
+        Color::Yellow => "33",
+        Color::Blue => "34",
+        Color::Magenta => "35",
+        Color::Cyan => "36",
+        Color::DarkGrey => "90",
+        _ => "1",
+    };
+    format!("\x1b[{code}m{text}\x1b[0m")
+}
+
+pub fn paint_status(status: &str) -> String {
+    paint(status, status_colour(status))
+}
+
+/// The first 13 characters of an id (`0190b4d2-1b7e`): enough to tell executions apart.
+pub fn short_id(id: &str) -> &str {
+    id.get(..13).unwrap_or(id)
+}
+
+/// A duration in the largest sensible units: `850ms`, `2.4s`, `3m 12s`, `2h 5m`, `3d 4h`.
+pub fn human_duration(d: TimeDelta) -> String {
+    let ms = d.num_milliseconds().max(0);
+    let s = ms / 1000;
+    match ms {
+        _ if ms < 1000 => format!("{ms}ms"),
+        _ if ms < 10_000 => format!("{:.1}s", ms as f64 / 1000.0),
+        _ if s < 60 => format!("{s}s"),
+        _ if s < 3600 => two(s / 60, "m", s % 60, "s"),
+        _ if s < 86_400 => two(s / 3600, "h", s % 3600 / 60, "m"),
+        _ => two(s / 86_400, "d", s % 86_400 / 3600, "h"),
     }
-    Ok(std::process::ExitCode::SUCCESS)
+}
+
+fn two(a: i64, ua: &str, b: i64, ub: &str) -> String {
+    if b == 0 { format!("{a}{ua}") } else { format!("{a}{ua} {b}{ub}") }
+}
+
+/// How long ago `then` was: `12s ago`, `3m ago`, `2h ago`, `5d ago`.
+pub fn ago(then: DateTime<Utc>, now: DateTime<Utc>) -> String {
+    let s = (now - then).num_seconds();
+    match s {
+        _ if s < 0 => "just now".into(),
+        _ if s < 60 => format!("{s}s ago"),
+        _ if s < 3600 => format!("{}m ago", s / 60),
+        _ if s < 86_400 => format!("{}h ago", s / 3600),
+        _ => format!("{}d ago", s / 86_400),
+    }
+}
+
+/// Start to stop (or to now, while it runs).
+pub fn run_time(e: &pb::Execution, now: DateTime<Utc>) -> Option<TimeDelta> {
+    let start = time(&e.start_time)?;
+    Some(time(&e.stop_time).unwrap_or(now) - start)
+}
+
+/// Cut `text` to `max` characters (by char), with an ellipsis.
+pub fn clip(text: &str, max: usize) -> String {
+    let first_line = text.lines().next().unwrap_or_default();
+    if first_line.chars().count() <= max && first_line.len() == text.len() {
+        return text.to_owned();
+    }
+    let cut: String = first_line.chars().take(max.saturating_sub(1)).collect();
+    format!("{cut}…")
+}
+
+pub fn print_json(value: &Value) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_read_in_human_units() {
+        let ms = TimeDelta::milliseconds;
+        assert_eq!(human_duration(ms(850)), "850ms");
+        assert_eq!(human_duration(ms(2_345)), "2.3s");
+        assert_eq!(human_duration(ms(42_000)), "42s");
+        assert_eq!(human_duration(ms(192_000)), "3m 12s");
+        assert_eq!(human_duration(ms(180_000)), "3m");
+        assert_eq!(human_duration(ms(7_500_000)), "2h 5m");
+        assert_eq!(human_duration(ms(273_600_000)), "3d 4h");
+        assert_eq!(human_duration(ms(-5)), "0ms");
+    }
+
+    #[test]
+    fn ages_are_relative() {
+        let now = Utc::now();
+        assert_eq!(ago(now - TimeDelta::seconds(12), now), "12s ago");
+        assert_eq!(ago(now - TimeDelta::seconds(200), now), "3m ago");
+        assert_eq!(ago(now - TimeDelta::hours(5), now), "5h ago");
+        assert_eq!(ago(now - TimeDelta::days(3), now), "3d ago");
+        assert_eq!(ago(now + TimeDelta::seconds(3), now), "just now");
+    }
+
+    #[test]
+    fn since_takes_a_duration_or_a_time() {
+        let now = DateTime::parse_from_rfc3339("2024-05-01T12:00:00Z").expect("time").with_timezone(&Utc);
+        assert_eq!(parse_since_at("1h", now).expect("1h").to_rfc3339(), "2024-05-01T11:00:00+00:00");
+        assert_eq!(parse_since_at("2d", now).expect("2d").to_rfc3339(), "2024-04-29T12:00:00+00:00");
+        assert_eq!(parse_since_at("90m", now).expect("90m").to_rfc3339(), "2024-05-01T10:30:00+00:00");
+        assert_eq!(
+            parse_since_at("2024-04-30T08:00:00+02:00", now).expect("rfc3339").to_rfc3339(),
+            "2024-04-30T06:00:00+00:00"
+        );
+        assert!(parse_since_at("yesterday", now).is_err());
+    }
+
+    #[test]
+    fn ids_and_texts_are_cut_to_fit() {
+        assert_eq!(short_id("0190b4d2-1b7e-7c3a-9a5e-3f4c2a1b0c9d"), "0190b4d2-1b7e");
+        assert_eq!(short_id("abc"), "abc");
+        assert_eq!(clip("short", 10), "short");
+        assert_eq!(clip("a rather long error message", 10), "a rather …");
+        assert_eq!(clip("two\nlines", 10), "two…");
+    }
+
+    #[test]
+    fn statuses_are_normalised_for_the_server() {
+        let f = Filter { statuses: vec!["failed".into(), "compensation-stuck".into()], ..Filter::default() };
+        assert_eq!(f.request(10, String::new()).statuses, ["FAILED", "COMPENSATION_STUCK"]);
+        assert!(!f.is_empty());
+        assert!(Filter::default().is_empty());
+    }
 }

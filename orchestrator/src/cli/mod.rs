@@ -1,7 +1,13 @@
 //! The `sagaflow` command line: argument parsing and dispatch to one module per command.
 
+pub mod actions;
 pub mod client;
+pub mod definitions;
+pub mod demo;
+pub mod executions;
+pub mod replay;
 pub mod serve;
+pub mod stuck;
 mod test;
 mod validate;
 
@@ -20,6 +26,11 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run a batch of orders through the whole system in one process, then check every
+    /// invariant (exit 0 only if they all hold).
+    Demo(demo::DemoArgs),
+    /// Start the whole system in one process and leave it running for experiments.
+    Dev(demo::DevArgs),
     /// Check saga definitions (*.asl.json) and report every problem with its position.
     Validate {
         /// Definition files to check.
@@ -45,12 +56,30 @@ pub enum Command {
     },
     /// Run the orchestrator: the gRPC API and the engine, on PostgreSQL.
     Serve(serve::ServeArgs),
+    /// Register, list and print saga definitions on the server.
+    Definitions(definitions::DefinitionsArgs),
     /// Start an execution of a registered definition.
     Start(client::StartArgs),
-    /// Show an execution: status, input, output or error, compensations and a timeline.
-    Show(client::ShowArgs),
-    /// Print every history event of an execution.
-    History(client::ShowArgs),
+    /// List executions, newest first (one page; filter by status, definition, start time).
+    List(executions::ListArgs),
+    /// Show an execution: summary, saga ledger and a timeline with durations and retries.
+    Show(executions::ShowArgs),
+    /// Print every history event of an execution (--follow: until it ends).
+    History(executions::HistoryArgs),
+    /// Print an execution, its definition and its history as one JSON document (for `replay --file`).
+    Export(executions::ShowArgs),
+    /// Re-evaluate a recorded history offline; show where a new definition would diverge.
+    Replay(replay::ReplayArgs),
+    /// Start a new execution with the same definition (latest version) and input.
+    Rerun(actions::ActArgs),
+    /// Resume a FAILED execution from the state that failed.
+    Redrive(actions::ActArgs),
+    /// Stop a running execution and compensate what it completed (it ends CANCELLED).
+    Cancel(actions::StopArgs),
+    /// Stop an execution without compensating (it ends TERMINATED).
+    Terminate(actions::StopArgs),
+    /// List executions stuck in compensation; `retry`, `skip` or `resolve` them.
+    Stuck(stuck::StuckArgs),
 }
 
 /// How a command prints its result.
@@ -65,10 +94,21 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Validate { files, output, participants } => validate::run(&files, output, &participants),
         Command::Test { paths, output, verbose } => test::run(&paths, output, verbose),
+        Command::Demo(args) => demo::demo(args),
+        Command::Dev(args) => demo::dev(args),
         Command::Serve(args) => serve::run(args),
+        Command::Definitions(args) => block_on(definitions::run(args)),
         Command::Start(args) => block_on(client::start(args)),
-        Command::Show(args) => block_on(client::show(args)),
-        Command::History(args) => block_on(client::history(args)),
+        Command::List(args) => block_on(executions::list(args)),
+        Command::Show(args) => block_on(executions::show(args)),
+        Command::History(args) => block_on(executions::history(args)),
+        Command::Export(args) => block_on(executions::export(args)),
+        Command::Replay(args) => block_on(replay::run(args)),
+        Command::Rerun(args) => block_on(actions::run(args, actions::Act::Rerun)),
+        Command::Redrive(args) => block_on(actions::run(args, actions::Act::Redrive)),
+        Command::Cancel(args) => block_on(actions::run(args.act, actions::Act::Cancel(args.reason))),
+        Command::Terminate(args) => block_on(actions::run(args.act, actions::Act::Terminate(args.reason))),
+        Command::Stuck(args) => block_on(stuck::run(args)),
     }
 }
 
@@ -78,8 +118,14 @@ fn block_on<F: std::future::Future<Output = anyhow::Result<ExitCode>>>(future: F
 
 /// Human logs on stderr; `RUST_LOG` overrides the level.
 pub fn init_logging(default: tracing::Level) {
+    init_logging_with(&format!("{default}"));
+}
+
+/// Human logs on stderr with these default directives (e.g. `warn,sagaflow_participants=error`);
+/// `RUST_LOG` overrides them.
+pub fn init_logging_with(directives: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-        tracing_subscriber::EnvFilter::new(format!("{default},h2=warn,tower=warn,hyper=warn,sqlx=warn"))
+        tracing_subscriber::EnvFilter::new(format!("{directives},h2=warn,tower=warn,hyper=warn,sqlx=warn"))
     });
     let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
 }

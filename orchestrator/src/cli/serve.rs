@@ -15,8 +15,7 @@ use tracing::{info, warn};
 use crate::engine::definitions::DirError;
 use crate::engine::{Engine, EngineConfig};
 use crate::invoker::grpc::GrpcInvoker;
-use crate::store::Store;
-use crate::store::postgres::PostgresStore;
+use crate::store::open_store_with;
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
@@ -26,7 +25,8 @@ pub struct ServeArgs {
     /// Address of the gRPC API [default: 127.0.0.1:7070].
     #[arg(long, env = "SAGAFLOW_LISTEN")]
     pub listen: Option<SocketAddr>,
-    /// PostgreSQL URL of the orchestrator's database.
+    /// The orchestrator's database: a PostgreSQL URL (several replicas may share it) or a
+    /// SQLite file (`sqlite://PATH`, one replica).
     #[arg(long, env = "DATABASE_URL")]
     pub database_url: Option<String>,
     /// Folder of saga definitions (*.asl.json) to validate and register at start.
@@ -114,11 +114,15 @@ impl ServeConfig {
     /// Refuse settings that cannot work, saying what to change.
     pub fn validate(&self) -> anyhow::Result<()> {
         if self.database_url.is_none() {
-            bail!("no database: set --database-url or DATABASE_URL (e.g. postgres://postgres@127.0.0.1:5432/sagaflow)");
+            bail!(
+                "no database: set --database-url or DATABASE_URL (e.g. postgres://postgres@127.0.0.1:5432/sagaflow, or sqlite://.sagaflow-data/sagaflow.db for one replica)"
+            );
         }
         for (name, url) in &self.participants {
-            if name.is_empty() || !(url.starts_with("http://") || url.starts_with("https://")) {
-                bail!("participant {name:?}={url:?}: use NAME=http://HOST:PORT");
+            if name.is_empty() || !url.starts_with("http://") {
+                bail!(
+                    "participant {name:?}={url:?}: use NAME=http://HOST:PORT (TLS to participants is not supported yet)"
+                );
             }
         }
         if let Some(lease) = self.lease
@@ -140,12 +144,16 @@ pub fn run(args: ServeArgs) -> anyhow::Result<std::process::ExitCode> {
 
 async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     let url = config.database_url.clone().unwrap_or_default();
-    let store = PostgresStore::connect(&url, config.db_connections.unwrap_or(16))
+    // PostgreSQL for any number of replicas; SQLite (a path or sqlite: URL) for one.
+    let store = open_store_with(&url, config.db_connections.unwrap_or(16))
         .await
         .with_context(|| format!("connecting to the database at {}", redact(&url)))?;
     store.migrate().await.context("applying the orchestrator's migrations")?;
-    let store: Arc<dyn Store> = Arc::new(store);
-    let invoker = Arc::new(GrpcInvoker::new(config.participants.clone(), Default::default()));
+    let invoker = Arc::new(
+        GrpcInvoker::try_new(config.participants.clone(), Default::default())
+            .map_err(|e| anyhow::anyhow!("{e}"))
+            .context("checking the participants' endpoints")?,
+    );
     let mut engine_config = EngineConfig::default();
     if let Some(lease) = config.lease {
         engine_config.lease = lease;

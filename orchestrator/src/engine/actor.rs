@@ -53,6 +53,8 @@ enum Stop {
     Settled,
     LeaseLost,
     Shutdown,
+    /// The store refused a commit for a reason other than the lease.
+    Refused,
 }
 
 impl Actor {
@@ -69,6 +71,7 @@ impl Actor {
             }
             Stop::LeaseLost => info!(execution = %self.id, "stopped: another replica owns the execution"),
             Stop::Shutdown => debug!(execution = %self.id, "stopped for shutdown"),
+            Stop::Refused => warn!(execution = %self.id, "stopped after a refused commit"),
         }
     }
 
@@ -166,7 +169,9 @@ impl Actor {
         settled(self.execution.status).then_some(Stop::Settled)
     }
 
-    /// Commit, riding out database outages; a lost lease ends the actor.
+    /// Commit, riding out database outages; a lost lease ends the actor. Any other error is
+    /// not one that waiting fixes: the actor stops without acting, its lease expires, and the
+    /// execution is taken over again from its last committed state.
     async fn commit(&self, transition: Transition) -> Result<(), Stop> {
         let mut delay = Duration::from_millis(50);
         let batch = [transition];
@@ -174,13 +179,17 @@ impl Actor {
             match self.engine.inner.store.commit(&batch).await {
                 Ok(()) => return Ok(()),
                 Err(StoreError::LeaseLost(_)) => return Err(Stop::LeaseLost),
-                Err(e) => {
-                    warn!(execution = %self.id, error = %e, retry_in = ?delay, "commit failed; retrying");
+                Err(StoreError::Unavailable(e)) => {
+                    warn!(execution = %self.id, error = %e, retry_in = ?delay, "database unavailable; retrying the commit");
                     tokio::select! {
                         _ = tokio::time::sleep(delay) => {}
                         _ = self.engine.inner.cancel.cancelled() => return Err(Stop::Shutdown),
                     }
                     delay = (delay * 2).min(Duration::from_secs(2));
+                }
+                Err(e) => {
+                    tracing::error!(execution = %self.id, error = %e, "commit refused; leaving the execution to be taken over from its last committed state");
+                    return Err(Stop::Refused);
                 }
             }
         }

@@ -164,13 +164,15 @@ impl Engine {
     /// Stop: actors finish their current step, leases are released so another replica
     /// continues at once, and every task is awaited.
     pub async fn shutdown(&self) {
-        self.inner.cancel.cancel();
-        self.inner.tracker.close();
-        self.inner.tracker.wait().await;
+        // Note the leases before stopping: actors leave the table as they stop. An execution
+        // that settled meanwhile has already given its lease up, so releasing it is a no-op.
         let held: Vec<(Uuid, i64)> = {
             let actors = self.inner.actors.lock().await;
             actors.iter().map(|(id, h)| (*id, h.epoch)).collect()
         };
+        self.inner.cancel.cancel();
+        self.inner.tracker.close();
+        self.inner.tracker.wait().await;
         if !held.is_empty()
             && let Err(e) = self.inner.store.release(&self.inner.config.owner, &held).await
         {

@@ -1,12 +1,17 @@
 //! Durable storage of definitions, executions, histories, timers, leases and the inbox of
-//! outside requests, behind one trait with a PostgreSQL implementation (production) and,
-//! later, SQLite (the embedded default). Both pass the same store test suite.
+//! outside requests, behind one trait with two implementations: [`postgres`] (production,
+//! any number of replicas) and [`sqlite`] (the embedded default of `sagaflow dev` and
+//! `sagaflow demo`, one replica). Both pass the same store test suite; [`open_store`] picks
+//! one by the URL's scheme.
 //!
 //! Every write of an execution is fenced by its lease: the commit names the owner and epoch
 //! it holds, and fails with [`StoreError::LeaseLost`] when another replica took over.
 
+mod batch;
 pub mod postgres;
+pub mod sqlite;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -201,4 +206,58 @@ pub trait Store: Send + Sync + 'static {
     async fn list_executions(&self, filter: &ExecutionFilter) -> Result<Vec<ExecutionRecord>, StoreError>;
     /// History events with id > `after`, at most `limit`, in order.
     async fn history(&self, id: Uuid, after: u64, limit: u32) -> Result<Vec<HistoryEvent>, StoreError>;
+}
+
+/// Database connections of a PostgreSQL pool made by [`open_store`].
+pub const DEFAULT_MAX_CONNECTIONS: u32 = 16;
+
+/// Open the store that `url` names, with [`DEFAULT_MAX_CONNECTIONS`]; see [`open_store_with`].
+pub async fn open_store(url: &str) -> Result<Arc<dyn Store>, StoreError> {
+    open_store_with(url, DEFAULT_MAX_CONNECTIONS).await
+}
+
+/// Open the store that `url` names, without migrating it: `postgres://` or `postgresql://`
+/// is PostgreSQL with a pool of `max_connections`; `sqlite:` or anything else is a path to
+/// a SQLite file, created with its folder if missing (`max_connections` then bounds its
+/// reading connections; it writes through one).
+///
+/// SQLite serves one replica: its leases fence replicas of one process, but the file cannot
+/// be shared by replicas on several machines. Run more than one replica on PostgreSQL.
+pub async fn open_store_with(url: &str, max_connections: u32) -> Result<Arc<dyn Store>, StoreError> {
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok(Arc::new(postgres::PostgresStore::connect(url, max_connections).await?))
+    } else {
+        Ok(Arc::new(sqlite::SqliteStore::open_with(url, max_connections).await?))
+    }
+}
+
+/// The id range that a prefix of an execution id covers: a uuid compares byte by byte (in
+/// both backends), so the ids whose hex digits start with the prefix are exactly those
+/// between the prefix padded with `0` and with `f`, a range scan of the primary key. Dashes
+/// are ignored (a prefix of the canonical text form has them), case too; `None` if anything
+/// else is not hex.
+fn prefix_range(prefix: &str) -> Option<(Uuid, Uuid)> {
+    let digits: String = prefix.chars().filter(|c| *c != '-').collect();
+    if digits.len() > 32 || !digits.chars().all(|c| c.is_ascii_hexdigit()) {
+        return None;
+    }
+    let low = format!("{digits:0<32}");
+    let high = format!("{digits:f<32}");
+    Some((Uuid::parse_str(&low).ok()?, Uuid::parse_str(&high).ok()?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefix_range_covers_exactly_the_prefix() {
+        let (low, high) = prefix_range("0190AB12-3").expect("valid prefix");
+        assert_eq!(low.to_string(), "0190ab12-3000-0000-0000-000000000000");
+        assert_eq!(high.to_string(), "0190ab12-3fff-ffff-ffff-ffffffffffff");
+        let (low, high) = prefix_range("").expect("empty prefix");
+        assert_eq!((low, high), (Uuid::nil(), Uuid::max()));
+        assert!(prefix_range("0190xz").is_none());
+        assert!(prefix_range(&"a".repeat(33)).is_none());
+    }
 }

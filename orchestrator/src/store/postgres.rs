@@ -13,8 +13,6 @@
 //! with the connection safe: a transition already in the history is acknowledged, not
 //! written twice.
 
-mod batch;
-
 use std::sync::LazyLock;
 use std::time::Duration;
 
@@ -26,10 +24,10 @@ use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgDatabaseError, PgPool, PgPoolOptions};
 use uuid::Uuid;
 
-use self::batch::CommitColumns;
+use super::batch::CommitColumns;
 use super::{
     Claimed, Created, DefinitionRecord, ExecutionFilter, ExecutionRecord, InboxItem, NewExecution, Store, StoreError,
-    Timer, Transition,
+    Timer, Transition, prefix_range,
 };
 
 /// The `LISTEN` channel on which every new inbox request is announced; the payload is the
@@ -228,8 +226,8 @@ impl Store for PostgresStore {
                         output, error, cause, idempotency_key, request_hash, snapshot, stopped_at,
                         last_event_id, redrive_count, owner, lease_epoch, lease_expires_at
                     )
-                    SELECT $1::uuid, d.id, d.name, d.version, $3::text, $4::json,
-                        $5::json, $6::text, $7::text, $8::text, $9::text, $10::json,
+                    SELECT $1::uuid, d.id, d.name, d.version, $3::text, $4::text::json,
+                        $5::text::json, $6::text, $7::text, $8::text, $9::text, $10::text::json,
                         CASE WHEN $11::bool THEN now() END,
                         $12::int8, $13::int4,
                         CASE WHEN $14::bool THEN NULL ELSE $15::text END,
@@ -241,9 +239,9 @@ impl Store for PostgresStore {
                 ),
                 history AS (
                     INSERT INTO sagaflow.history (execution_id, id, "timestamp", type, state, details, cause)
-                    SELECT h.execution_id, h.id, h.at, h.type, h.state, h.details, h.cause
+                    SELECT h.execution_id, h.id, h.at, h.type, h.state, h.details::json, h.cause::json
                     FROM UNNEST($17::uuid[], $18::int8[], $19::timestamptz[], $20::text[], $21::text[],
-                                $22::json[], $23::json[])
+                                $22::text[], $23::text[])
                         AS h(execution_id, id, at, type, state, details, cause)
                     WHERE EXISTS (SELECT 1 FROM created)
                 ),
@@ -259,13 +257,13 @@ impl Store for PostgresStore {
                 new.id,
                 new.definition_id,
                 first.status.as_str(),
-                new.input,
-                first.output,
+                new.input.to_string(),
+                first.output.as_ref().map(Value::to_string),
                 first.error,
                 first.cause,
                 new.idempotency_key,
                 new.request_hash,
-                first.snapshot,
+                first.snapshot.to_string(),
                 first.status.is_terminal(),
                 last_event_id,
                 redrives,
@@ -277,8 +275,8 @@ impl Store for PostgresStore {
                 &c.events.timestamps,
                 &c.events.types,
                 &c.events.states as _,
-                &c.events.details as _,
-                &c.events.causes as _,
+                &json_texts(&c.events.details) as _,
+                &json_texts(&c.events.causes) as _,
                 &c.timer_add_execution_ids,
                 &c.timer_add_work_ids,
                 &c.timer_add_due,
@@ -335,7 +333,7 @@ impl Store for PostgresStore {
             r#"
             WITH t AS (
                 SELECT *
-                FROM UNNEST($1::uuid[], $2::text[], $3::int8[], $4::text[], $5::json[], $6::json[],
+                FROM UNNEST($1::uuid[], $2::text[], $3::int8[], $4::text[], $5::text[], $6::text[],
                             $7::text[], $8::text[], $9::int8[], $10::int8[], $11::bool[], $12::bool[],
                             $13::int4[])
                     AS t(id, owner, epoch, status, snapshot, output, error, cause, first_event_id,
@@ -344,8 +342,8 @@ impl Store for PostgresStore {
             applied AS (
                 UPDATE sagaflow.executions e SET
                     status = t.status,
-                    snapshot = t.snapshot,
-                    output = t.output,
+                    snapshot = t.snapshot::json,
+                    output = t.output::json,
                     error = t.error,
                     cause = t.cause,
                     last_event_id = coalesce(t.last_event_id, e.last_event_id),
@@ -362,9 +360,9 @@ impl Store for PostgresStore {
             ),
             history AS (
                 INSERT INTO sagaflow.history (execution_id, id, "timestamp", type, state, details, cause)
-                SELECT h.execution_id, h.id, h.at, h.type, h.state, h.details, h.cause
+                SELECT h.execution_id, h.id, h.at, h.type, h.state, h.details::json, h.cause::json
                 FROM UNNEST($14::uuid[], $15::int8[], $16::timestamptz[], $17::text[], $18::text[],
-                            $19::json[], $20::json[])
+                            $19::text[], $20::text[])
                     AS h(execution_id, id, at, type, state, details, cause)
                 WHERE h.execution_id IN (SELECT id FROM applied)
             ),
@@ -417,8 +415,8 @@ impl Store for PostgresStore {
             &c.owners,
             &c.epochs,
             &c.statuses,
-            &c.snapshots,
-            &c.outputs as _,
+            &c.snapshots.iter().map(Value::to_string).collect::<Vec<_>>(),
+            &json_texts(&c.outputs) as _,
             &c.errors as _,
             &c.causes as _,
             &c.first_event_ids as _,
@@ -431,8 +429,8 @@ impl Store for PostgresStore {
             &c.events.timestamps,
             &c.events.types,
             &c.events.states as _,
-            &c.events.details as _,
-            &c.events.causes as _,
+            &json_texts(&c.events.details) as _,
+            &json_texts(&c.events.causes) as _,
             &c.timer_add_execution_ids,
             &c.timer_add_work_ids,
             &c.timer_add_due,
@@ -603,11 +601,11 @@ impl Store for PostgresStore {
         sqlx::query_scalar!(
             r#"
             INSERT INTO sagaflow.inbox (execution_id, request)
-            VALUES ($1, $2)
+            VALUES ($1, $2::text::json)
             RETURNING id
             "#,
             execution_id,
-            request,
+            request.to_string(),
         )
         .fetch_one(&self.pool)
         .await
@@ -830,20 +828,6 @@ fn definition_record(
     Ok(DefinitionRecord { id, name, version: to_u32(version, "definition version")?, content, hash, created_at })
 }
 
-/// The id range that a prefix of an execution id covers: a uuid compares byte by byte, so
-/// the ids whose hex digits start with the prefix are exactly those between the prefix
-/// padded with `0` and with `f`, a range scan of the primary key. Dashes are ignored (a
-/// prefix of the canonical text form has them); `None` if anything else is not hex.
-fn prefix_range(prefix: &str) -> Option<(Uuid, Uuid)> {
-    let digits: String = prefix.chars().filter(|c| *c != '-').collect();
-    if digits.len() > 32 || !digits.chars().all(|c| c.is_ascii_hexdigit()) {
-        return None;
-    }
-    let low = format!("{digits:0<32}");
-    let high = format!("{digits:f<32}");
-    Some((Uuid::parse_str(&low).ok()?, Uuid::parse_str(&high).ok()?))
-}
-
 fn zip_exact<A, B>(a: Vec<A>, b: Vec<B>, what: &str) -> Result<Vec<(A, B)>, StoreError> {
     if a.len() != b.len() {
         return Err(StoreError::Corrupt(format!("claimed {what} arrays differ in length")));
@@ -907,20 +891,15 @@ fn transient_sqlstate(code: &str) -> bool {
         || matches!(code, "57P01" | "57P02" | "57P03" | "40001" | "40P01" | "25006")
 }
 
+/// JSON payloads are sent as text and cast to `json` in SQL: sqlx sends a `serde_json::Value`
+/// as `jsonb`, which would reorder keys before the `json` column could keep them.
+fn json_texts(values: &[Option<Value>]) -> Vec<Option<String>> {
+    values.iter().map(|v| v.as_ref().map(Value::to_string)).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn prefix_range_covers_exactly_the_prefix() {
-        let (low, high) = prefix_range("0190AB12-3").expect("valid prefix");
-        assert_eq!(low.to_string(), "0190ab12-3000-0000-0000-000000000000");
-        assert_eq!(high.to_string(), "0190ab12-3fff-ffff-ffff-ffffffffffff");
-        let (low, high) = prefix_range("").expect("empty prefix");
-        assert_eq!((low, high), (Uuid::nil(), Uuid::max()));
-        assert!(prefix_range("0190xz").is_none());
-        assert!(prefix_range(&"a".repeat(33)).is_none());
-    }
 
     #[test]
     fn transient_errors_are_unavailable() {

@@ -1,6 +1,8 @@
 //! The fraud service's storage: every SQL statement it runs, behind [`FraudStore`] and
 //! [`FraudTx`] so that another backend (SQLite) can implement the same seam.
 
+pub mod sqlite;
+
 use std::fmt;
 
 use async_trait::async_trait;
@@ -9,6 +11,8 @@ use sqlx::{PgPool, Postgres, Transaction};
 
 use crate::kit::idempotency::{IdempotencyTx, pg_idempotency_tx};
 use crate::kit::store::{StoreError, run_migrator};
+
+pub use sqlite::SqliteFraudStore;
 
 /// Separates this service's advisory locks from other components' in the shared database.
 const LOCK_SEED: i64 = 0x5347_0003;
@@ -44,7 +48,7 @@ pub trait FraudTx: IdempotencyTx {
     async fn insert_decision(&mut self, decision: &DecisionRow, now: DateTime<Utc>) -> Result<(), StoreError>;
 }
 
-/// Applies the fraud schema's migrations.
+/// Applies the fraud schema's PostgreSQL migrations (SQLite: [`sqlite::migrate`]).
 pub async fn migrate(pool: &PgPool) -> Result<(), StoreError> {
     run_migrator(pool, "fraud", sqlx::migrate!("../migrations/fraud")).await
 }

@@ -2,6 +2,8 @@
 //! [`FulfillmentStore`] and [`FulfillmentTx`] so that another backend (SQLite) can implement
 //! the same seam.
 
+pub mod sqlite;
+
 use std::fmt;
 
 use async_trait::async_trait;
@@ -10,6 +12,8 @@ use sqlx::{PgPool, Postgres, Transaction};
 
 use crate::kit::idempotency::{IdempotencyTx, pg_idempotency_tx};
 use crate::kit::store::{StoreError, run_migrator};
+
+pub use sqlite::SqliteFulfillmentStore;
 
 /// Separates this service's advisory locks from other components' in the shared database.
 const LOCK_SEED: i64 = 0x5347_0004;
@@ -64,7 +68,7 @@ pub trait FulfillmentTx: IdempotencyTx {
     ) -> Result<(), StoreError>;
 }
 
-/// Applies the fulfillment schema's migrations.
+/// Applies the fulfillment schema's PostgreSQL migrations (SQLite: [`sqlite::migrate`]).
 pub async fn migrate(pool: &PgPool) -> Result<(), StoreError> {
     run_migrator(pool, "fulfillment", sqlx::migrate!("../migrations/fulfillment")).await
 }

@@ -4,6 +4,8 @@
 //! Lock order, to keep concurrent calls from deadlocking: idempotency keys first (sorted),
 //! then reservation rows, then stock rows in SKU order.
 
+pub mod sqlite;
+
 use std::fmt;
 
 use async_trait::async_trait;
@@ -12,6 +14,8 @@ use sqlx::{PgPool, Postgres, Transaction};
 
 use crate::kit::idempotency::{IdempotencyTx, pg_idempotency_tx};
 use crate::kit::store::{StoreError, run_migrator};
+
+pub use sqlite::SqliteInventoryStore;
 
 /// Separates this service's advisory locks from other components' in the shared database.
 const LOCK_SEED: i64 = 0x5347_0002;
@@ -128,7 +132,7 @@ pub trait InventoryTx: IdempotencyTx {
     ) -> Result<(), StoreError>;
 }
 
-/// Applies the inventory schema's migrations.
+/// Applies the inventory schema's PostgreSQL migrations (SQLite: [`sqlite::migrate`]).
 pub async fn migrate(pool: &PgPool) -> Result<(), StoreError> {
     run_migrator(pool, "inventory", sqlx::migrate!("../migrations/inventory")).await
 }

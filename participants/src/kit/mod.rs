@@ -6,6 +6,7 @@ pub mod chaos;
 pub mod clock;
 pub mod error;
 pub mod idempotency;
+pub mod sqlite;
 pub mod store;
 
 use error::ServiceError;

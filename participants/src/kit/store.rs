@@ -1,6 +1,7 @@
 //! Storage failures shared by every participant's store, and the migrations of each schema.
 //!
-//! Each service keeps its SQL in its own `store.rs`; what they share lives here.
+//! Each service keeps its SQL in its own `store.rs` (PostgreSQL) and `store/sqlite.rs`
+//! (SQLite); what they share lives here and in [`super::sqlite`].
 
 use sqlx::PgPool;
 use sqlx::migrate::Migrator;
@@ -34,8 +35,10 @@ impl StoreError {
                 | sqlx::Error::WorkerCrashed
                 | sqlx::Error::Tls(_) => true,
                 sqlx::Error::Database(db) => {
-                    // 40001 serialization_failure, 40P01 deadlock_detected, 57P01 admin_shutdown.
+                    // PostgreSQL: 40001 serialization_failure, 40P01 deadlock_detected,
+                    // 57P01 admin_shutdown. SQLite: busy or locked past the busy timeout.
                     matches!(db.code().as_deref(), Some("40001" | "40P01" | "57P01"))
+                        || super::sqlite::is_transient(db.as_ref())
                 }
                 _ => false,
             },
@@ -44,7 +47,7 @@ impl StoreError {
     }
 }
 
-/// Runs one schema's migrator. Several components share the database and sqlx keeps one
+/// Runs one schema's PostgreSQL migrator. Several components share the database and sqlx keeps one
 /// `_sqlx_migrations` table, so every migrator must ignore the versions the others applied.
 pub(crate) async fn run_migrator(
     pool: &PgPool,

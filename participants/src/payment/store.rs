@@ -1,6 +1,8 @@
 //! The payment service's storage: every SQL statement it runs, behind [`PaymentStore`] and
 //! [`PaymentTx`] so that another backend (SQLite) can implement the same seam.
 
+pub mod sqlite;
+
 use std::fmt;
 
 use async_trait::async_trait;
@@ -9,6 +11,8 @@ use sqlx::{PgPool, Postgres, Transaction};
 
 use crate::kit::idempotency::{IdempotencyTx, pg_idempotency_tx};
 use crate::kit::store::{StoreError, run_migrator};
+
+pub use sqlite::SqlitePaymentStore;
 
 /// Separates this service's advisory locks from other components' in the shared database.
 const LOCK_SEED: i64 = 0x5347_0001;
@@ -57,7 +61,7 @@ pub trait PaymentTx: IdempotencyTx {
     ) -> Result<(), StoreError>;
 }
 
-/// Applies the payment schema's migrations.
+/// Applies the payment schema's PostgreSQL migrations (SQLite: [`sqlite::migrate`]).
 pub async fn migrate(pool: &PgPool) -> Result<(), StoreError> {
     run_migrator(pool, "payment", sqlx::migrate!("../migrations/payment")).await
 }

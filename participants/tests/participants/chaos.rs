@@ -5,7 +5,7 @@ use sagaflow_proto::participants::v1::{ClearFaultsRequest, Fault, ListFaultsRequ
 use sagaflow_proto::payment::v1::{ChargeRequest, GetPaymentsRequest};
 use tonic::Code;
 
-use crate::common::{Harness, assert_refused, keyed};
+use crate::common::{Db, Harness, assert_refused, keyed};
 
 const CHARGE: &str = "payment.v1.Payment/Charge";
 
@@ -34,9 +34,8 @@ async fn payment_count(h: &Harness, order: &str) -> usize {
         .len()
 }
 
-#[tokio::test]
-async fn error_rate_one_fails_every_call_without_applying_it() {
-    let h = Harness::start().await;
+async fn error_rate_one_fails_every_call_without_applying_it(db: Db) {
+    let h = Harness::start(db).await;
     set(
         &h,
         Fault { method: CHARGE.into(), error_rate: 1.0, error_code: "RESOURCE_EXHAUSTED".into(), ..Default::default() },
@@ -55,9 +54,8 @@ async fn error_rate_one_fails_every_call_without_applying_it() {
     h.stop().await;
 }
 
-#[tokio::test]
-async fn apply_then_fail_applies_the_call_and_answers_unavailable() {
-    let h = Harness::start().await;
+async fn apply_then_fail_applies_the_call_and_answers_unavailable(db: Db) {
+    let h = Harness::start(db).await;
     set(
         &h,
         Fault { method: CHARGE.into(), error_rate: 1.0, apply_then_fail: true, remaining: 1, ..Default::default() },
@@ -74,9 +72,8 @@ async fn apply_then_fail_applies_the_call_and_answers_unavailable() {
     h.stop().await;
 }
 
-#[tokio::test]
-async fn remaining_limits_the_fault_to_the_next_calls() {
-    let h = Harness::start().await;
+async fn remaining_limits_the_fault_to_the_next_calls(db: Db) {
+    let h = Harness::start(db).await;
     set(
         &h,
         Fault {
@@ -104,9 +101,8 @@ async fn remaining_limits_the_fault_to_the_next_calls() {
     h.stop().await;
 }
 
-#[tokio::test]
-async fn invalid_faults_are_refused() {
-    let h = Harness::start().await;
+async fn invalid_faults_are_refused(db: Db) {
+    let h = Harness::start(db).await;
     let err = h
         .chaos()
         .await
@@ -118,3 +114,10 @@ async fn invalid_faults_are_refused() {
     assert_eq!(err.code(), Code::InvalidArgument);
     h.stop().await;
 }
+
+on_both_backends!(
+    error_rate_one_fails_every_call_without_applying_it,
+    apply_then_fail_applies_the_call_and_answers_unavailable,
+    remaining_limits_the_fault_to_the_next_calls,
+    invalid_faults_are_refused,
+);

@@ -1,14 +1,16 @@
-//! Test harness: a fresh database per test, the participant server on an ephemeral port,
-//! clients, and helpers for keyed requests and error details.
+//! Test harness: a fresh database per test (a PostgreSQL database on DATABASE_URL's server,
+//! or a SQLite file in a fresh temporary directory), the participant server on an ephemeral
+//! port, clients, and helpers for keyed requests and error details.
 
 #![allow(dead_code)]
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::str::FromStr;
 use std::sync::Arc;
 
 use sagaflow_participants::kit::clock::ManualClock;
-use sagaflow_participants::{ServeOptions, ServiceKind};
+use sagaflow_participants::{Backend, ServeOptions, ServiceKind};
 use sagaflow_proto::fraud::v1::fraud_client::FraudClient;
 use sagaflow_proto::fulfillment::v1::fulfillment_client::FulfillmentClient;
 use sagaflow_proto::inventory::v1::inventory_client::InventoryClient;
@@ -22,6 +24,58 @@ use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
 use tonic::{Code, Request, Status};
 use tonic_types::StatusExt;
+
+/// The backend a test runs against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Db {
+    /// A fresh database on DATABASE_URL's server.
+    Postgres,
+    /// A fresh SQLite file in a fresh temporary directory (needs no DATABASE_URL).
+    Sqlite,
+}
+
+/// A fresh, empty database of either kind, removed by [`Scratch::remove`].
+pub(crate) enum Scratch {
+    Postgres(Box<TestDb>),
+    Sqlite { dir: PathBuf, url: String },
+}
+
+impl Scratch {
+    pub(crate) async fn create(db: Db) -> Self {
+        match db {
+            Db::Postgres => Scratch::Postgres(Box::new(TestDb::create().await)),
+            Db::Sqlite => {
+                let dir =
+                    std::env::temp_dir().join(format!("sagaflow-participants-test-{}", uuid::Uuid::new_v4().simple()));
+                std::fs::create_dir_all(&dir).expect("create a temporary directory");
+                let url = format!("sqlite://{}", dir.join("participants.db").display());
+                Scratch::Sqlite { dir, url }
+            }
+        }
+    }
+
+    /// The database URL, as the binary takes it.
+    pub(crate) fn url(&self) -> &str {
+        match self {
+            Scratch::Postgres(db) => &db.url,
+            Scratch::Sqlite { url, .. } => url,
+        }
+    }
+
+    pub(crate) async fn open(&self) -> Backend {
+        match self {
+            Scratch::Postgres(db) => Backend::Postgres(db.pool(30).await),
+            Scratch::Sqlite { url, .. } => Backend::open_with(url, 8).await.expect("open the SQLite file"),
+        }
+    }
+
+    pub(crate) async fn remove(self) {
+        match self {
+            Scratch::Postgres(db) => (*db).drop_db().await,
+            Scratch::Sqlite { dir, .. } => std::fs::remove_dir_all(&dir).expect("remove the temporary directory"),
+        }
+    }
+}
 
 /// The server named by DATABASE_URL, or a panic that says how to get one.
 pub(crate) fn admin_url() -> String {
@@ -72,22 +126,22 @@ impl TestDb {
 /// A participant server serving every service, with a manual clock.
 pub(crate) struct Harness {
     pub(crate) addr: SocketAddr,
-    pub(crate) pool: PgPool,
+    pub(crate) backend: Backend,
     pub(crate) clock: ManualClock,
-    db: TestDb,
+    db: Scratch,
     shutdown: CancellationToken,
     server: JoinHandle<Result<(), sagaflow_participants::ServeError>>,
 }
 
 impl Harness {
-    pub(crate) async fn start() -> Self {
-        Self::start_with(|_| {}).await
+    pub(crate) async fn start(db: Db) -> Self {
+        Self::start_with(db, |_| {}).await
     }
 
-    pub(crate) async fn start_with(configure: impl FnOnce(&mut ServeOptions)) -> Self {
-        let db = TestDb::create().await;
-        let pool = db.pool(30).await;
-        sagaflow_participants::migrate(&pool, &ServiceKind::ALL).await.expect("migrations apply");
+    pub(crate) async fn start_with(db: Db, configure: impl FnOnce(&mut ServeOptions)) -> Self {
+        let db = Scratch::create(db).await;
+        let backend = db.open().await;
+        sagaflow_participants::migrate(&backend, &ServiceKind::ALL).await.expect("migrations apply");
         let clock = ManualClock::starting_now();
         let mut options = ServeOptions::new(ServiceKind::ALL.to_vec());
         options.clock = Arc::new(clock.clone());
@@ -95,16 +149,16 @@ impl Harness {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("local addr");
         let shutdown = CancellationToken::new();
-        let server = tokio::spawn(sagaflow_participants::serve(pool.clone(), options, listener, shutdown.clone()));
-        Self { addr, pool, clock, db, shutdown, server }
+        let server = tokio::spawn(sagaflow_participants::serve(backend.clone(), options, listener, shutdown.clone()));
+        Self { addr, backend, clock, db, shutdown, server }
     }
 
     /// Stops the server gracefully and drops the database.
     pub(crate) async fn stop(self) {
         self.shutdown.cancel();
         self.server.await.expect("server task").expect("server ends cleanly");
-        self.pool.close().await;
-        self.db.drop_db().await;
+        self.backend.close().await;
+        self.db.remove().await;
     }
 
     pub(crate) async fn channel(&self) -> Channel {

@@ -2,15 +2,14 @@
 
 use sagaflow_proto::fraud::v1::{CheckRequest, GetDecisionsRequest};
 
-use crate::common::{Harness, assert_refused, keyed};
+use crate::common::{Db, Harness, assert_refused, keyed};
 
 fn check(order: &str, customer: &str, amount: i64) -> CheckRequest {
     CheckRequest { order_id: order.into(), customer_id: customer.into(), amount_cents: amount, currency: "USD".into() }
 }
 
-#[tokio::test]
-async fn decisions_are_stored_once_and_rejections_are_business_errors() {
-    let h = Harness::start().await;
+async fn decisions_are_stored_once_and_rejections_are_business_errors(db: Db) {
+    let h = Harness::start(db).await;
     let mut client = h.fraud().await;
     let approved = client.check(keyed(check("o-1", "cust-1", 12_000), "k-ok")).await.expect("approve").into_inner();
     assert_eq!(approved.decision, "APPROVE");
@@ -37,3 +36,5 @@ async fn decisions_are_stored_once_and_rejections_are_business_errors() {
     assert!(decisions[1].score > decisions[0].score);
     h.stop().await;
 }
+
+on_both_backends!(decisions_are_stored_once_and_rejections_are_business_errors,);

@@ -4,7 +4,7 @@ use sagaflow_proto::fulfillment::v1::{
     Address, CancelShipmentRequest, CreateShipmentRequest, GetShipmentsRequest, Item,
 };
 
-use crate::common::{Harness, assert_refused, compensating, keyed};
+use crate::common::{Db, Harness, assert_refused, compensating, keyed};
 
 fn create(order: &str, postal_code: &str, country: &str) -> CreateShipmentRequest {
     CreateShipmentRequest {
@@ -23,9 +23,8 @@ fn cancel(order: &str) -> CancelShipmentRequest {
     CancelShipmentRequest { order_id: order.into(), ..Default::default() }
 }
 
-#[tokio::test]
-async fn shipments_are_created_once_and_cancelled_by_key() {
-    let h = Harness::start().await;
+async fn shipments_are_created_once_and_cancelled_by_key(db: Db) {
+    let h = Harness::start(db).await;
     let mut client = h.fulfillment().await;
     let first =
         client.create_shipment(keyed(create("o-1", "12345", "US"), "k-ship")).await.expect("create").into_inner();
@@ -55,9 +54,8 @@ async fn shipments_are_created_once_and_cancelled_by_key() {
     h.stop().await;
 }
 
-#[tokio::test]
-async fn cancelling_a_shipment_never_created_leaves_a_tombstone() {
-    let h = Harness::start().await;
+async fn cancelling_a_shipment_never_created_leaves_a_tombstone(db: Db) {
+    let h = Harness::start(db).await;
     let mut client = h.fulfillment().await;
     let cancelled = client
         .cancel_shipment(compensating(cancel("o-2"), "k-cancel", "k-ship"))
@@ -77,3 +75,8 @@ async fn cancelling_a_shipment_never_created_leaves_a_tombstone() {
     assert!(shipments.is_empty());
     h.stop().await;
 }
+
+on_both_backends!(
+    shipments_are_created_once_and_cancelled_by_key,
+    cancelling_a_shipment_never_created_leaves_a_tombstone,
+);

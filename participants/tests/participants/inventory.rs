@@ -12,7 +12,7 @@ use sagaflow_proto::inventory::v1::{
 use tonic::Code;
 use tonic::transport::Channel;
 
-use crate::common::{Harness, assert_refused, compensating, keyed, metadata};
+use crate::common::{Db, Harness, assert_refused, compensating, keyed, metadata};
 
 fn item(sku: &str, quantity: u32) -> Item {
     Item { sku: sku.into(), quantity, unit_price_cents: 100 }
@@ -35,9 +35,8 @@ async fn stock(client: &mut InventoryClient<Channel>, sku: &str) -> (i64, i64, i
     (s.available, s.reserved, s.committed)
 }
 
-#[tokio::test]
-async fn reserve_is_all_or_nothing() {
-    let h = Harness::start().await;
+async fn reserve_is_all_or_nothing(db: Db) {
+    let h = Harness::start(db).await;
     let mut client = h.inventory().await;
     restock(&mut client, "A", 5).await;
     restock(&mut client, "B", 1).await;
@@ -73,9 +72,8 @@ async fn reserve_is_all_or_nothing() {
     h.stop().await;
 }
 
-#[tokio::test]
-async fn expired_reservations_return_their_stock() {
-    let h = Harness::start().await;
+async fn expired_reservations_return_their_stock(db: Db) {
+    let h = Harness::start(db).await;
     let mut client = h.inventory().await;
     restock(&mut client, "MUG", 5).await;
     let reservation =
@@ -101,11 +99,10 @@ async fn expired_reservations_return_their_stock() {
     h.stop().await;
 }
 
-#[tokio::test]
-async fn commit_on_an_expired_reservation_expires_it_there() {
+async fn commit_on_an_expired_reservation_expires_it_there(db: Db) {
     // No GetStock in between and no periodic sweep: the Commit itself finds the
     // reservation past its TTL, refuses it and returns its stock in the same transaction.
-    let h = Harness::start_with(|o| o.expiry_sweep_interval = Duration::from_secs(3600)).await;
+    let h = Harness::start_with(db, |o| o.expiry_sweep_interval = Duration::from_secs(3600)).await;
     let mut client = h.inventory().await;
     restock(&mut client, "TEE", 4).await;
     client
@@ -122,9 +119,8 @@ async fn commit_on_an_expired_reservation_expires_it_there() {
     h.stop().await;
 }
 
-#[tokio::test]
-async fn commit_moves_reserved_to_committed_and_release_gives_it_back() {
-    let h = Harness::start().await;
+async fn commit_moves_reserved_to_committed_and_release_gives_it_back(db: Db) {
+    let h = Harness::start(db).await;
     let mut client = h.inventory().await;
     restock(&mut client, "POSTER", 10).await;
     let reservation = client
@@ -158,9 +154,8 @@ async fn commit_moves_reserved_to_committed_and_release_gives_it_back() {
     h.stop().await;
 }
 
-#[tokio::test]
-async fn release_undoes_exactly_the_keyed_reservation() {
-    let h = Harness::start().await;
+async fn release_undoes_exactly_the_keyed_reservation(db: Db) {
+    let h = Harness::start(db).await;
     let mut client = h.inventory().await;
     restock(&mut client, "MUG", 10).await;
     let first =
@@ -200,9 +195,8 @@ async fn release_undoes_exactly_the_keyed_reservation() {
     h.stop().await;
 }
 
-#[tokio::test]
-async fn releasing_a_reserve_never_made_leaves_a_tombstone() {
-    let h = Harness::start().await;
+async fn releasing_a_reserve_never_made_leaves_a_tombstone(db: Db) {
+    let h = Harness::start(db).await;
     let mut client = h.inventory().await;
     restock(&mut client, "MUG", 3).await;
     let released = client
@@ -224,9 +218,8 @@ async fn releasing_a_reserve_never_made_leaves_a_tombstone() {
     h.stop().await;
 }
 
-#[tokio::test]
-async fn concurrent_reserves_never_oversell() {
-    let h = Harness::start().await;
+async fn concurrent_reserves_never_oversell(db: Db) {
+    let h = Harness::start(db).await;
     let mut client = h.inventory().await;
     restock(&mut client, "LAST", 5).await;
     let calls = (0..20).map(|i| {
@@ -243,20 +236,46 @@ async fn concurrent_reserves_never_oversell() {
     h.stop().await;
 }
 
-#[tokio::test]
-async fn the_demo_catalog_seeds_idempotently() {
-    let h = Harness::start().await;
+async fn the_demo_catalog_seeds_idempotently(db: Db) {
+    let h = Harness::start(db).await;
     let clock: Arc<dyn Clock> = Arc::new(h.clock.clone());
-    sagaflow_participants::seed_demo_catalog(&h.pool, clock.clone()).await.expect("seed");
+    sagaflow_participants::seed_demo_catalog(&h.backend, clock.clone()).await.expect("seed");
     let mut client = h.inventory().await;
     assert_eq!(stock(&mut client, "SKU-SOLD-OUT").await, (0, 0, 0));
     let before = stock(&mut client, "SKU-RED-MUG").await;
     assert!(before.0 > 0);
     client.reserve(keyed(reserve("o-7", vec![item("SKU-RED-MUG", 2)]), "k-7")).await.expect("reserve");
-    sagaflow_participants::seed_demo_catalog(&h.pool, clock).await.expect("seed again");
+    sagaflow_participants::seed_demo_catalog(&h.backend, clock).await.expect("seed again");
     assert_eq!(stock(&mut client, "SKU-RED-MUG").await, (before.0 - 2, 2, 0));
     let sold_out =
         client.reserve(keyed(reserve("o-7", vec![item("SKU-SOLD-OUT", 1)]), "k-8")).await.expect_err("sold out");
     assert_refused(&sold_out, "Inventory.OutOfStock");
     h.stop().await;
 }
+
+async fn the_database_refuses_negative_stock(db: Db) {
+    // The CHECK constraints are the last guard: even a store call that bypasses the
+    // service's checks cannot take stock below zero.
+    let h = Harness::start(db).await;
+    let mut client = h.inventory().await;
+    restock(&mut client, "GUARD", 1).await;
+    let store = h.backend.inventory_store();
+    let mut tx = store.begin().await.expect("begin");
+    let oversold = tx.adjust_stock("GUARD", -2, 2, 0, h.clock.now()).await;
+    assert!(oversold.is_err(), "{oversold:?}");
+    drop(tx);
+    assert_eq!(stock(&mut client, "GUARD").await, (1, 0, 0));
+    h.stop().await;
+}
+
+on_both_backends!(
+    reserve_is_all_or_nothing,
+    expired_reservations_return_their_stock,
+    commit_on_an_expired_reservation_expires_it_there,
+    commit_moves_reserved_to_committed_and_release_gives_it_back,
+    release_undoes_exactly_the_keyed_reservation,
+    releasing_a_reserve_never_made_leaves_a_tombstone,
+    concurrent_reserves_never_oversell,
+    the_demo_catalog_seeds_idempotently,
+    the_database_refuses_negative_stock,
+);

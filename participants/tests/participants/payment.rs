@@ -3,7 +3,7 @@
 use sagaflow_proto::payment::v1::{ChargeRequest, GetPaymentsRequest, RefundRequest};
 use tonic::{Code, Request};
 
-use crate::common::{Harness, assert_refused, compensating, keyed, metadata};
+use crate::common::{Db, Harness, assert_refused, compensating, keyed, metadata};
 
 fn charge(order: &str, amount: i64, token: &str) -> ChargeRequest {
     ChargeRequest {
@@ -32,9 +32,8 @@ async fn payments(h: &Harness, order: &str) -> Vec<(String, i64, i64)> {
         .collect()
 }
 
-#[tokio::test]
-async fn replayed_charge_returns_the_first_answer_and_applies_once() {
-    let h = Harness::start().await;
+async fn replayed_charge_returns_the_first_answer_and_applies_once(db: Db) {
+    let h = Harness::start(db).await;
     let mut client = h.payment().await;
     let first = client.charge(keyed(charge("o-1", 2500, "tok_ok"), "k-charge")).await.expect("charge").into_inner();
     assert_eq!(first.amount_cents, 2500);
@@ -46,9 +45,8 @@ async fn replayed_charge_returns_the_first_answer_and_applies_once() {
     h.stop().await;
 }
 
-#[tokio::test]
-async fn concurrent_calls_with_one_key_apply_once() {
-    let h = Harness::start().await;
+async fn concurrent_calls_with_one_key_apply_once(db: Db) {
+    let h = Harness::start(db).await;
     let client = h.payment().await;
     let calls = (0..10).map(|_| {
         let mut client = client.clone();
@@ -62,9 +60,8 @@ async fn concurrent_calls_with_one_key_apply_once() {
     h.stop().await;
 }
 
-#[tokio::test]
-async fn declines_carry_error_info_and_are_replayed() {
-    let h = Harness::start().await;
+async fn declines_carry_error_info_and_are_replayed(db: Db) {
+    let h = Harness::start(db).await;
     let mut client = h.payment().await;
     let declined = client.charge(keyed(charge("o-3", 100, "tok_decline"), "k-decline")).await.expect_err("declined");
     assert_refused(&declined, "Payment.CardDeclined");
@@ -81,9 +78,8 @@ async fn declines_carry_error_info_and_are_replayed() {
     h.stop().await;
 }
 
-#[tokio::test]
-async fn bad_requests_are_invalid_arguments_and_not_stored() {
-    let h = Harness::start().await;
+async fn bad_requests_are_invalid_arguments_and_not_stored(db: Db) {
+    let h = Harness::start(db).await;
     let mut client = h.payment().await;
     let no_key = client.charge(Request::new(charge("o-4", 100, "tok_ok"))).await.expect_err("no key");
     assert_eq!(no_key.code(), Code::InvalidArgument);
@@ -97,9 +93,8 @@ async fn bad_requests_are_invalid_arguments_and_not_stored() {
     h.stop().await;
 }
 
-#[tokio::test]
-async fn a_key_reused_for_another_request_is_refused() {
-    let h = Harness::start().await;
+async fn a_key_reused_for_another_request_is_refused(db: Db) {
+    let h = Harness::start(db).await;
     let mut client = h.payment().await;
     client.charge(keyed(charge("o-5", 100, "tok_ok"), "k-5")).await.expect("charge");
     let reused = client.charge(keyed(charge("o-5", 999, "tok_ok"), "k-5")).await.expect_err("different request");
@@ -110,9 +105,8 @@ async fn a_key_reused_for_another_request_is_refused() {
     h.stop().await;
 }
 
-#[tokio::test]
-async fn compensating_a_charge_never_made_leaves_a_tombstone() {
-    let h = Harness::start().await;
+async fn compensating_a_charge_never_made_leaves_a_tombstone(db: Db) {
+    let h = Harness::start(db).await;
     let mut client = h.payment().await;
     let comp = client
         .refund(compensating(refund("o-6"), "k-refund", "k-late-charge"))
@@ -140,9 +134,8 @@ async fn compensating_a_charge_never_made_leaves_a_tombstone() {
     h.stop().await;
 }
 
-#[tokio::test]
-async fn refund_undoes_exactly_the_keyed_charge() {
-    let h = Harness::start().await;
+async fn refund_undoes_exactly_the_keyed_charge(db: Db) {
+    let h = Harness::start(db).await;
     let mut client = h.payment().await;
     let a = client.charge(keyed(charge("o-7", 1000, "tok_ok"), "k-a")).await.expect("charge a").into_inner();
     let b = client.charge(keyed(charge("o-7", 300, "tok_ok"), "k-b")).await.expect("charge b").into_inner();
@@ -175,9 +168,8 @@ async fn refund_undoes_exactly_the_keyed_charge() {
     h.stop().await;
 }
 
-#[tokio::test]
-async fn order_refunds_never_refund_more_than_charged() {
-    let h = Harness::start().await;
+async fn order_refunds_never_refund_more_than_charged(db: Db) {
+    let h = Harness::start(db).await;
     let mut client = h.payment().await;
     client.charge(keyed(charge("o-8", 400, "tok_ok"), "k-8a")).await.expect("charge");
     client.charge(keyed(charge("o-8", 600, "tok_ok"), "k-8b")).await.expect("charge");
@@ -199,3 +191,14 @@ async fn order_refunds_never_refund_more_than_charged() {
     assert!(nothing.no_op);
     h.stop().await;
 }
+
+on_both_backends!(
+    replayed_charge_returns_the_first_answer_and_applies_once,
+    concurrent_calls_with_one_key_apply_once,
+    declines_carry_error_info_and_are_replayed,
+    bad_requests_are_invalid_arguments_and_not_stored,
+    a_key_reused_for_another_request_is_refused,
+    compensating_a_charge_never_made_leaves_a_tombstone,
+    refund_undoes_exactly_the_keyed_charge,
+    order_refunds_never_refund_more_than_charged,
+);

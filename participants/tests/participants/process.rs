@@ -1,5 +1,6 @@
-//! The `sagaflow-participant` binary as a real process: migrates, seeds, serves, and stops
-//! cleanly on SIGTERM.
+//! The `sagaflow-participant` binary as a real process: opens the database its URL names
+//! (PostgreSQL or a SQLite file it creates), migrates, seeds, serves, and stops cleanly on
+//! SIGTERM.
 
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -8,11 +9,10 @@ use sagaflow_proto::inventory::v1::GetStockRequest;
 use sagaflow_proto::inventory::v1::inventory_client::InventoryClient;
 use tonic::transport::Channel;
 
-use crate::common::TestDb;
+use crate::common::{Db, Scratch};
 
-#[tokio::test]
-async fn the_binary_serves_and_stops_on_sigterm() {
-    let db = TestDb::create().await;
+async fn the_binary_serves_and_stops_on_sigterm(db: Db) {
+    let db = Scratch::create(db).await;
     // Pick a free port; the tiny window before the child binds it is acceptable in tests.
     let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("free port").port();
     let listen = format!("127.0.0.1:{port}");
@@ -21,7 +21,7 @@ async fn the_binary_serves_and_stops_on_sigterm() {
         .arg("--listen")
         .arg(&listen)
         .arg("--seed-demo-catalog")
-        .env("DATABASE_URL", &db.url)
+        .env("DATABASE_URL", db.url())
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
@@ -61,5 +61,7 @@ async fn the_binary_serves_and_stops_on_sigterm() {
     };
     assert!(exit.success(), "exit status {exit}");
     drop(client);
-    db.drop_db().await;
+    db.remove().await;
 }
+
+on_both_backends!(the_binary_serves_and_stops_on_sigterm);

@@ -7,7 +7,7 @@ use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 use tonic_reflection::pb::{v1, v1alpha};
 
-use crate::common::Harness;
+use crate::common::{Db, Harness};
 
 const SERVICES: [&str; 5] = [
     "payment.v1.Payment",
@@ -17,9 +17,8 @@ const SERVICES: [&str; 5] = [
     "participants.v1.Chaos",
 ];
 
-#[tokio::test]
-async fn health_reports_every_service_serving() {
-    let h = Harness::start().await;
+async fn health_reports_every_service_serving(db: Db) {
+    let h = Harness::start(db).await;
     let mut health = HealthClient::new(h.channel().await);
     for service in SERVICES.iter().copied().chain([""]) {
         let status = health
@@ -35,13 +34,12 @@ async fn health_reports_every_service_serving() {
     h.stop().await;
 }
 
-#[tokio::test]
-async fn reflection_v1_lists_services_and_serves_their_files() {
+async fn reflection_v1_lists_services_and_serves_their_files(db: Db) {
     use v1::server_reflection_client::ServerReflectionClient;
     use v1::server_reflection_request::MessageRequest;
     use v1::server_reflection_response::MessageResponse;
 
-    let h = Harness::start().await;
+    let h = Harness::start(db).await;
     let mut client = ServerReflectionClient::new(h.channel().await);
     let requests = tokio_stream::iter([
         v1::ServerReflectionRequest {
@@ -73,13 +71,12 @@ async fn reflection_v1_lists_services_and_serves_their_files() {
     h.stop().await;
 }
 
-#[tokio::test]
-async fn reflection_v1alpha_lists_services() {
+async fn reflection_v1alpha_lists_services(db: Db) {
     use v1alpha::server_reflection_client::ServerReflectionClient;
     use v1alpha::server_reflection_request::MessageRequest;
     use v1alpha::server_reflection_response::MessageResponse;
 
-    let h = Harness::start().await;
+    let h = Harness::start(db).await;
     let mut client = ServerReflectionClient::new(h.channel().await);
     let requests = tokio_stream::iter([v1alpha::ServerReflectionRequest {
         host: String::new(),
@@ -94,3 +91,9 @@ async fn reflection_v1alpha_lists_services() {
     assert!(list.service.iter().any(|s| s.name == "inventory.v1.Inventory"));
     h.stop().await;
 }
+
+on_both_backends!(
+    health_reports_every_service_serving,
+    reflection_v1_lists_services_and_serves_their_files,
+    reflection_v1alpha_lists_services,
+);

@@ -1,6 +1,8 @@
-//! Turns a batch of transitions into the column arrays of the one-statement commit: one entry
-//! per execution (several transitions of one execution merged in order), and flat arrays of
-//! events, timers and consumed inbox requests, each tagged with its execution id.
+//! Turns a batch of transitions into columns, shared by both backends so that they merge and
+//! refuse batches alike: one entry per execution (several transitions of one execution merged
+//! in order), and flat arrays of events, timers and consumed inbox requests, each tagged with
+//! its execution id. PostgreSQL binds the arrays to its one-statement commit (`UNNEST`);
+//! SQLite walks them inside one transaction.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -11,7 +13,7 @@ use uuid::Uuid;
 
 use crate::store::{StoreError, Transition};
 
-/// Column arrays for `UNNEST`, in parameter order of the commit statement.
+/// Column arrays, in parameter order of the PostgreSQL commit statement (`UNNEST`).
 #[derive(Debug, Default)]
 pub(super) struct CommitColumns {
     pub(super) ids: Vec<Uuid>,
