@@ -73,6 +73,8 @@ fn bench_step(c: &mut Criterion) {
         input,
         seed: 1,
         redrive_count: 0,
+        key_namespace: None,
+        fork_at: None,
     };
     let first = step(&def, &mut ex, Envelope { now_ms: 1, event: Event::Started(start) }).expect("starts");
     let call_id = first

@@ -94,6 +94,8 @@ pub fn run(
         input,
         seed: options.seed,
         redrive_count: 0,
+        key_namespace: None,
+        fork_at: None,
     }));
     loop {
         let event = match inbox.pop_front() {

@@ -329,6 +329,19 @@ impl SagaService for Sagas {
         Ok(Response::new(pb::RedriveExecutionResponse { execution: Some(self.execution(record.id).await?) }))
     }
 
+    async fn fork_execution(
+        &self,
+        request: Request<pb::ForkExecutionRequest>,
+    ) -> Result<Response<pb::ForkExecutionResponse>, Status> {
+        let r = request.into_inner();
+        if r.from_state.trim().is_empty() {
+            return Err(invalid("from_state is required", &[("from_state".into(), "a top-level state name".into())]));
+        }
+        let original = self.engine.resolve(&r.execution_id).await.map_err(status::engine)?;
+        let forked = self.engine.fork(original, r.from_state.trim()).await.map_err(status::engine)?;
+        Ok(Response::new(pb::ForkExecutionResponse { execution: Some(self.execution(forked.id).await?) }))
+    }
+
     async fn cancel_execution(
         &self,
         request: Request<pb::CancelExecutionRequest>,

@@ -1,6 +1,6 @@
 //! Acting on executions: `rerun`, `redrive`, `cancel`, `terminate`. Each takes one id (or
 //! unique prefix) or a filter (`--status`, `--definition`, `--since`) and then acts on every
-//! match, printing one line per execution and a summary.
+//! match, printing one line per execution and a summary. `fork` acts on one execution.
 
 use std::process::ExitCode;
 
@@ -32,6 +32,43 @@ pub struct StopArgs {
     /// Why, for the history (recorded with the request).
     #[arg(long)]
     pub reason: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ForkArgs {
+    /// The execution to fork: an id or unique prefix.
+    pub id: String,
+    /// The top-level state to run again; everything before it is kept, not called again.
+    #[arg(long)]
+    pub from_state: String,
+    #[command(flatten)]
+    pub server: ServerArgs,
+}
+
+/// `fork ID --from-state S`: a new execution that keeps the original's history before S.
+pub async fn fork(args: ForkArgs) -> anyhow::Result<ExitCode> {
+    let mut client = connect(&args.server.server).await?;
+    let forked = client
+        .fork_execution(pb::ForkExecutionRequest { execution_id: args.id.clone(), from_state: args.from_state.clone() })
+        .await;
+    let execution = match forked {
+        Ok(response) => response.into_inner().execution,
+        Err(status) => bail!("cannot fork {}: {}", args.id, status.message()),
+    };
+    let Some(execution) = execution else { bail!("the server returned no execution") };
+    match args.server.output {
+        Output::Json => print_json(&json!({
+            "forkedFrom": args.id, "fromState": args.from_state, "executionId": execution.execution_id, "status": execution.status,
+        }))?,
+        Output::Human => println!(
+            "{} forked at {} as {} ({})",
+            args.id,
+            args.from_state,
+            execution.execution_id,
+            paint_status(&execution.status)
+        ),
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// What an acting command does to each execution.

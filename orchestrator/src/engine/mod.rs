@@ -199,6 +199,8 @@ impl Engine {
             input: request.input.clone(),
             seed: rand::random(),
             redrive_count: 0,
+            key_namespace: None,
+            fork_at: None,
         };
         let now = Utc::now().timestamp_millis();
         let step =
@@ -223,6 +225,59 @@ impl Engine {
             }
             Created::Existing { id, same_request: true } => Ok(Started { id, created: false }),
             Created::Existing { id, same_request: false } => Err(EngineError::Conflict(id)),
+        }
+    }
+
+    /// Fork `original` at top-level `state`: a new execution that keeps the original's history
+    /// before it and runs on from there (see `sagaflow_language::interpreter::fork`).
+    pub async fn fork(&self, original: Uuid, state: &str) -> Result<Started, EngineError> {
+        let record = self
+            .inner
+            .store
+            .get_execution(original)
+            .await?
+            .ok_or_else(|| EngineError::UnknownExecution(original.to_string()))?;
+        if !matches!(record.status, Status::Succeeded | Status::Failed | Status::Terminated) {
+            return Err(EngineError::InvalidRequest(format!(
+                "execution {original} is {}; only a SUCCEEDED, FAILED or TERMINATED execution can be forked \
+                 (a running one is still writing its history, and a compensated one has undone the steps a fork would keep)",
+                record.status
+            )));
+        }
+        let mut history = Vec::new();
+        loop {
+            let after = history.last().map(|e: &interpreter::HistoryEvent| e.id).unwrap_or(0);
+            let page = self.inner.store.history(original, after, 1000).await?;
+            let done = page.len() < 1000;
+            history.extend(page);
+            if done {
+                break;
+            }
+        }
+        let definition = self.inner.definitions.compiled(record.definition_id).await?;
+        let id = Uuid::now_v7();
+        let forked =
+            interpreter::fork::fork(&definition, &history, state, &id.to_string(), Utc::now().timestamp_millis())
+                .map_err(|e| EngineError::InvalidRequest(format!("cannot fork {original} at \"{state}\": {e}")))?;
+        let step = interpreter::Step { history: forked.history, actions: forked.actions };
+        let first = actor::transition(id, 1, &self.inner.config.owner, &forked.execution, &step, Vec::new())?;
+        let new = NewExecution {
+            id,
+            definition_id: record.definition_id,
+            input: record.input.clone(),
+            idempotency_key: None,
+            request_hash: request_hash(&format!("fork of {original} at {state}"), &record.input),
+            owner: self.inner.config.owner.clone(),
+            lease: self.inner.config.lease,
+        };
+        match self.inner.store.create_execution(new, first).await? {
+            Created::New { epoch } => {
+                info!(execution = %id, original = %original, state, "forked");
+                let timers = actor::timers_of(&step);
+                self.spawn_actor(id, epoch, definition, forked.execution, timers, step.actions, Vec::new()).await;
+                Ok(Started { id, created: true })
+            }
+            Created::Existing { id, .. } => Ok(Started { id, created: false }),
         }
     }
 

@@ -110,6 +110,14 @@ pub struct Execution {
     pub(crate) redrive_point: Option<RedrivePoint>,
     #[serde(default)]
     pub(crate) redrive_count: u32,
+    /// Prefix of idempotency keys (the execution id, or the original's while a fork replays).
+    #[serde(default)]
+    pub(crate) key_prefix: String,
+    /// A fork's stop: the top-level state to pause before, then where it paused.
+    #[serde(default)]
+    pub(crate) fork_at: Option<String>,
+    #[serde(default)]
+    pub(crate) fork_point: Option<RedrivePoint>,
 }
 
 /// What a redrive needs to re-enter the failed state as the same visit (so its calls keep
@@ -143,7 +151,15 @@ impl Execution {
             cancelled: false,
             redrive_point: None,
             redrive_count: 0,
+            key_prefix: String::new(),
+            fork_at: None,
+            fork_point: None,
         }
+    }
+
+    /// A fork that reached its fork state and waits for `ResumeFork`.
+    pub fn awaiting_fork(&self) -> bool {
+        self.fork_point.is_some()
     }
 
     /// Whether a redrive can resume this execution: it FAILED in a top-level Task,

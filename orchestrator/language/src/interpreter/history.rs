@@ -100,6 +100,7 @@ event_kinds! {
     CompensationResolved,
     ExecutionCancelRequested,
     ExecutionRedriven,
+    ExecutionForked,
 }
 
 impl std::fmt::Display for EventKind {

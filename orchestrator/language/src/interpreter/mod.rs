@@ -10,10 +10,12 @@
 //! - [`execution`]: the serializable execution state (threads, cursors, pending work).
 //! - [`run`]: state handlers, data flow (paths, templates), Retry and Catch.
 //! - [`saga`]: the compensation ledger and the reverse-order rollback.
+//! - [`fork`]: a new execution that keeps an original's history before a state.
 //! - [`history`]: history events, named after Step Functions' where one exists.
 //! - [`retry`]: backoff arithmetic (interval, rate, cap, jitter).
 
 pub mod execution;
+pub mod fork;
 pub mod history;
 pub mod retry;
 mod run;
@@ -53,6 +55,14 @@ pub struct Start {
     /// Number of redrives so far (`$$.Execution.RedriveCount`).
     #[serde(default)]
     pub redrive_count: u32,
+    /// Prefix of idempotency keys when it is not this execution's id: a fork replays the
+    /// steps it copies under the original's keys, whose effects it now owns.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_namespace: Option<String>,
+    /// A fork stops when the top level is about to enter this state, and waits for
+    /// `ResumeFork` to run it under its own keys.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fork_at: Option<String>,
 }
 
 /// Something that happened to an execution, from outside the interpreter.
@@ -95,6 +105,8 @@ pub enum Event {
     },
     /// Resume a FAILED execution at the state whose failure ended it.
     Redrive,
+    /// Continue a fork at its fork state, under the fork's own idempotency keys.
+    ResumeFork,
 }
 
 /// An event with the time it happened (milliseconds since the Unix epoch).

@@ -117,6 +117,7 @@ fn check(ex: &Execution, event: &Event) -> Result<(), StepError> {
             Err(StepError::InvalidInStatus(ex.status, "a compensation repair"))
         }
         Event::Redrive if !ex.can_redrive() => Err(StepError::InvalidInStatus(ex.status, "redrive")),
+        Event::ResumeFork if !ex.awaiting_fork() => Err(StepError::InvalidInStatus(ex.status, "a fork resumption")),
         _ => Ok(()),
     }
 }
@@ -349,7 +350,34 @@ impl Runner<'_> {
             Event::SkipCompensation { reason } => self.repair_compensation(super::saga::Repair::Skip(reason)),
             Event::ResolveCompensation { reason } => self.repair_compensation(super::saga::Repair::Resolve(reason)),
             Event::Redrive => self.redrive(),
+            Event::ResumeFork => self.resume_fork(),
         }
+    }
+
+    /// Continue a fork at its fork state: from here on, keys are the fork's own.
+    fn resume_fork(&mut self) {
+        let Some(point) = self.ex.fork_point.take() else { return };
+        let copied_from = std::mem::replace(&mut self.ex.key_prefix, self.ex.execution_id.clone());
+        self.record(
+            EventKind::ExecutionForked,
+            None,
+            json!({ "state": point.state, "copiedFrom": copied_from }),
+            Some(Event::ResumeFork),
+        );
+        if let Some(root) = self.ex.threads.get_mut(&0) {
+            root.variables = point.variables;
+            root.visits = point.visits;
+        }
+        // The fork's own TimeoutSeconds runs from now, not from the original's start.
+        if let Some(old) = self.ex.timeout_timer.take() {
+            self.abandon(old);
+        }
+        if let Some(seconds) = self.def.timeout_seconds {
+            let due = self.now_ms.saturating_add(seconds as i64 * 1000);
+            let id = self.start_timer(due, Waiter::ExecutionTimeout);
+            self.ex.timeout_timer = Some(id);
+        }
+        self.queue.push_back(Work::Enter { thread: 0, state: point.state, input: point.raw_input });
     }
 
     /// Resume a FAILED execution: re-enter the failed top-level state as the same visit,
@@ -410,6 +438,8 @@ impl Runner<'_> {
             "StateMachine": { "Id": start.state_machine_id, "Name": start.state_machine_name },
         });
         self.ex.execution_id = start.execution_id.clone();
+        self.ex.key_prefix = start.key_namespace.clone().unwrap_or_else(|| start.execution_id.clone());
+        self.ex.fork_at = start.fork_at.clone();
         self.ex.seed = start.seed;
         self.ex.status = Status::Running;
         let input = start.input.clone();
@@ -468,6 +498,19 @@ impl Runner<'_> {
     fn enter(&mut self, thread: ThreadId, name: String, raw_input: Value) {
         if self.ex.last_event_id >= super::HISTORY_EVENT_LIMIT {
             return self.history_full();
+        }
+        if thread == 0 && self.ex.fork_at.as_deref() == Some(name.as_str()) {
+            // A fork copied everything before this state: pause until ResumeFork.
+            self.ex.fork_at = None;
+            let root = self.thread(0);
+            self.ex.fork_point = Some(RedrivePoint {
+                state: name,
+                raw_input,
+                variables: root.variables.clone(),
+                visits: root.visits.clone(),
+            });
+            self.queue.clear();
+            return;
         }
         let def = self.def;
         let steps = self.thread(thread).machine.clone();
@@ -839,7 +882,8 @@ impl Runner<'_> {
 
     /// `{execution}:{scoped state}#{visit}`: the same for every attempt of one visit.
     fn idempotency_key(&self, thread: ThreadId, visit: &Visit) -> String {
-        format!("{}:{}{}#{}", self.ex.execution_id, self.thread(thread).scope, visit.state, visit.number)
+        let prefix = if self.ex.key_prefix.is_empty() { &self.ex.execution_id } else { &self.ex.key_prefix };
+        format!("{}:{}{}#{}", prefix, self.thread(thread).scope, visit.state, visit.number)
     }
 
     fn on_task_result(&mut self, thread: ThreadId, id: WorkId, result: Result<Value, (Failure, bool)>, record: Event) {

@@ -140,6 +140,8 @@ fn parallel_branches_roll_back_concurrently_each_in_reverse_after_newer_steps() 
         input: json!({}),
         seed: 1,
         redrive_count: 0,
+        key_namespace: None,
+        fork_at: None,
     });
     let mut batch = vec![start];
     let mut rounds: Vec<Vec<String>> = Vec::new();
@@ -198,6 +200,8 @@ fn cancel_compensates_in_flight_work_and_terminate_does_not() {
             input: json!({}),
             seed: 3,
             redrive_count: 0,
+            key_namespace: None,
+            fork_at: None,
         };
         let s = step(&def, ex, Envelope { now_ms: 0, event: Event::Started(start) }).expect("start");
         let Some(Action::Invoke(a)) = s.actions.into_iter().next() else { panic!("A is called") };
@@ -385,6 +389,8 @@ fn events_that_do_not_fit_are_refused_without_changing_anything() {
         input: json!({}),
         seed: 0,
         redrive_count: 0,
+        key_namespace: None,
+        fork_at: None,
     };
     step(&def, &mut ex, Envelope { now_ms: 0, event: Event::Started(start.clone()) }).expect("starts");
     let snapshot = ex.clone();
@@ -473,4 +479,63 @@ fn a_history_that_reaches_its_limit_fails_and_compensates() {
     assert_eq!(outcome.error.as_deref(), Some("States.DataLimitExceeded"));
     assert_eq!(compensations(&outcome), vec!["A"]);
     assert!(outcome.history.len() as u64 <= HISTORY_EVENT_LIMIT + 10);
+}
+
+#[test]
+fn a_fork_reuses_the_steps_before_its_state_and_runs_on_with_its_own_keys() {
+    let def = three_steps();
+    // The original fails at C after A and B: FAILED is not possible with compensations, so
+    // fork a SUCCEEDED run instead and check keys and the copied history.
+    let original = run(&def, |c, _| ok(c));
+    assert_eq!(original.status, Status::Succeeded);
+    let forked = fork::fork(&def, &original.history, "B", "fork-1", 9_000_000).expect("forks");
+    assert_eq!(forked.execution.status, Status::Running);
+    let kinds: Vec<EventKind> = forked.history.iter().map(|h| h.kind).collect();
+    assert!(kinds.contains(&EventKind::ExecutionForked));
+    let Some(Action::Invoke(call)) = forked.actions.iter().find(|a| matches!(a, Action::Invoke(_))).cloned() else {
+        panic!("B is called again")
+    };
+    assert_eq!(call.state, "B");
+    assert!(call.idempotency_key.starts_with("fork-1:"), "{}", call.idempotency_key);
+    // A's result is copied, not called again: only A's TaskSucceeded comes from the original.
+    let copied = forked.history.iter().filter(|h| h.kind == EventKind::TaskSucceeded).count();
+    assert_eq!(copied, 1);
+
+    // If the fork then fails, A is compensated under the original's key.
+    let mut ex = forked.execution.clone();
+    let s = step(
+        &def,
+        &mut ex,
+        Envelope {
+            now_ms: 9_000_001,
+            event: Event::TaskFailed { id: call.id, error: "B.Refused".into(), cause: None, outcome_unknown: false },
+        },
+    )
+    .expect("answer applies");
+    let Some(Action::Invoke(undo)) = s.actions.iter().find(|a| matches!(a, Action::Invoke(_))).cloned() else {
+        panic!("A is compensated")
+    };
+    let original_a = original.calls.iter().find(|c| c.state == "A").expect("A was called");
+    assert_eq!(undo.compensates.as_deref(), Some(original_a.idempotency_key.as_str()));
+
+    // The fork's own history replays to itself.
+    let mut replayed = Execution::new();
+    let mut again = Vec::new();
+    for h in &forked.history {
+        if let Some(envelope) = h.as_input() {
+            again.extend(step(&def, &mut replayed, envelope).expect("replays").history);
+        }
+    }
+    assert_eq!(again, forked.history);
+}
+
+#[test]
+fn a_fork_needs_a_state_the_execution_reached() {
+    let def = three_steps();
+    let original = run(&def, |c, _| if c.state == "A" { fail("A.Refused") } else { ok(c) });
+    assert_eq!(fork::fork(&def, &original.history, "C", "f", 1).err(), Some(fork::ForkError::NotReached("C".into())));
+    assert_eq!(
+        fork::fork(&def, &original.history, "Nope", "f", 1).err(),
+        Some(fork::ForkError::UnknownState("Nope".into()))
+    );
 }
