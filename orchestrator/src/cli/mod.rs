@@ -1,6 +1,7 @@
 //! The `sagaflow` command line: argument parsing and dispatch to one module per command.
 
 pub mod actions;
+pub mod chaos;
 pub mod client;
 pub mod definitions;
 pub mod demo;
@@ -74,12 +75,17 @@ pub enum Command {
     Rerun(actions::ActArgs),
     /// Resume a FAILED execution from the state that failed.
     Redrive(actions::ActArgs),
+    /// Start a new execution that keeps an execution's history before a top-level state and
+    /// runs on from there.
+    Fork(actions::ForkArgs),
     /// Stop a running execution and compensate what it completed (it ends CANCELLED).
     Cancel(actions::StopArgs),
     /// Stop an execution without compensating (it ends TERMINATED).
     Terminate(actions::StopArgs),
     /// List executions stuck in compensation; `retry`, `skip` or `resolve` them.
     Stuck(stuck::StuckArgs),
+    /// Inject faults into a participant (errors, latency, applied-then-failed calls) through its Chaos service.
+    Chaos(chaos::ChaosArgs),
 }
 
 /// How a command prints its result.
@@ -106,9 +112,11 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Replay(args) => block_on(replay::run(args)),
         Command::Rerun(args) => block_on(actions::run(args, actions::Act::Rerun)),
         Command::Redrive(args) => block_on(actions::run(args, actions::Act::Redrive)),
+        Command::Fork(args) => block_on(actions::fork(args)),
         Command::Cancel(args) => block_on(actions::run(args.act, actions::Act::Cancel(args.reason))),
         Command::Terminate(args) => block_on(actions::run(args.act, actions::Act::Terminate(args.reason))),
         Command::Stuck(args) => block_on(stuck::run(args)),
+        Command::Chaos(args) => block_on(chaos::run(args)),
     }
 }
 
