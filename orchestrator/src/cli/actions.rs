@@ -21,6 +21,9 @@ pub struct ActArgs {
     pub id: Option<String>,
     #[command(flatten)]
     pub filter: Filter,
+    /// Act on every execution the filter matches without asking.
+    #[arg(long, short = 'y')]
+    pub yes: bool,
     #[command(flatten)]
     pub server: ServerArgs,
 }
@@ -165,6 +168,9 @@ pub async fn run(args: ActArgs, act: Act) -> anyhow::Result<ExitCode> {
     let mut client = connect(&args.server.server).await?;
     let ids = targets(&mut client, args.id.as_deref(), &args.filter).await?;
     let single = args.id.is_some();
+    if !single && !confirm_bulk(&act, ids.len(), args.yes)? {
+        return Ok(ExitCode::from(1));
+    }
     let mut done = Vec::new();
     for id in ids {
         let result = act_on(&mut client, &act, &id).await;
@@ -183,6 +189,44 @@ pub async fn run(args: ActArgs, act: Act) -> anyhow::Result<ExitCode> {
         Output::Human => {}
     }
     Ok(if failures > 0 { ExitCode::from(1) } else { ExitCode::SUCCESS })
+}
+
+/// A filter may match many executions: say how many, and act only with `--yes` or a "y" typed
+/// at a terminal. Without a terminal and without `--yes` nothing is done.
+pub fn confirm_bulk(act: &impl Verb, matches: usize, yes: bool) -> anyhow::Result<bool> {
+    use std::io::{BufRead, IsTerminal, Write};
+    if matches == 0 {
+        eprintln!("no execution matches the filter");
+        return Ok(true);
+    }
+    eprintln!("{matches} execution(s) match the filter and will be {}", act.verb());
+    if yes {
+        return Ok(true);
+    }
+    if !std::io::stdin().is_terminal() {
+        eprintln!("nothing done: add --yes to act on them");
+        return Ok(false);
+    }
+    eprint!("proceed? [y/N] ");
+    std::io::stderr().flush()?;
+    let mut answer = String::new();
+    std::io::stdin().lock().read_line(&mut answer)?;
+    let proceed = matches!(answer.trim(), "y" | "Y" | "yes");
+    if !proceed {
+        eprintln!("nothing done");
+    }
+    Ok(proceed)
+}
+
+/// How an acting command names what it does, for confirmations and summaries.
+pub trait Verb {
+    fn verb(&self) -> &'static str;
+}
+
+impl Verb for Act {
+    fn verb(&self) -> &'static str {
+        Act::verb(self)
+    }
 }
 
 fn print_line(act: &Act, d: &Done) {

@@ -22,10 +22,22 @@ pub struct StuckArgs {
     #[command(subcommand)]
     pub action: Option<StuckAction>,
     /// Only executions of this definition.
-    #[arg(long, value_name = "NAME")]
+    #[arg(long, value_name = "NAME", global = true)]
     pub definition: Option<String>,
+    /// With --all, act on every stuck execution without asking.
+    #[arg(long, short = 'y', global = true)]
+    pub yes: bool,
     #[command(flatten)]
     pub server: ServerArgs,
+}
+
+/// What a repair is called in confirmations.
+struct Repair(&'static str);
+
+impl super::actions::Verb for Repair {
+    fn verb(&self) -> &'static str {
+        self.0
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -94,17 +106,22 @@ pub async fn run(args: StuckArgs) -> anyhow::Result<ExitCode> {
         Some(StuckAction::Skip { target, reason }) => (target, Action::Skip, reason),
         Some(StuckAction::Resolve { target, reason }) => (target, Action::Resolve, reason),
     };
-    let ids = match (target.id, target.all) {
-        (Some(id), false) => vec![id],
-        (None, true) => {
-            stuck(&mut client, args.definition).await?.into_iter().map(|s| s.execution.execution_id).collect()
-        }
-        _ => bail!("give one execution id or --all"),
-    };
     let verb = match action {
         Action::Retry => "retried",
         Action::Skip => "skipped",
         _ => "resolved",
+    };
+    let ids: Vec<String> = match (target.id, target.all) {
+        (Some(id), false) => vec![id],
+        (None, true) => {
+            let ids: Vec<String> =
+                stuck(&mut client, args.definition).await?.into_iter().map(|s| s.execution.execution_id).collect();
+            if !super::actions::confirm_bulk(&Repair(verb), ids.len(), args.yes)? {
+                return Ok(ExitCode::from(1));
+            }
+            ids
+        }
+        _ => bail!("give one execution id or --all"),
     };
     let mut results = Vec::new();
     let mut refused = 0;

@@ -172,3 +172,19 @@ pub async fn wait_status(cluster: &Cluster, id: &str, limit: Duration, done: imp
 pub fn settled(status: &str) -> bool {
     matches!(status, "SUCCEEDED" | "FAILED" | "COMPENSATED" | "CANCELLED" | "TERMINATED" | "COMPENSATION_STUCK")
 }
+
+/// Run the real `sagaflow` binary against replica 0; returns (exit success, stdout, stderr).
+pub fn cli(cluster: &Cluster, args: &[&str]) -> (bool, String, String) {
+    let output = std::process::Command::new(sagaflow_e2e::process::binary("sagaflow").expect("binary"))
+        .args(args)
+        .arg("--server")
+        .arg(cluster.replicas[0].url())
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("sagaflow runs");
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
