@@ -66,6 +66,9 @@ impl PostgresStore {
             // commit. A connection that died idle fails its statement instead, which maps to
             // `Unavailable`, and the caller's retry gets a fresh one.
             .test_before_acquire(false)
+            // During an outage a caller should hear "unavailable" in seconds, not after
+            // sqlx's default 30 s; the engine retries its commits on its own.
+            .acquire_timeout(std::time::Duration::from_secs(5))
             .connect(url)
             .await
             .map_err(db_error)?;
@@ -884,11 +887,12 @@ fn db_error(e: sqlx::Error) -> StoreError {
 /// SQLSTATEs after which the same request can succeed: connection exceptions (class 08),
 /// insufficient resources (class 53, e.g. too many connections), operator intervention
 /// (57P01 admin shutdown, 57P02 crash shutdown, 57P03 cannot connect now), serialization
-/// failure and deadlock (40001, 40P01), and a read-only server mid-failover (25006).
+/// failure and deadlock (40001, 40P01), a read-only server mid-failover (25006), and a
+/// database not accepting connections while it starts or stops (55000).
 fn transient_sqlstate(code: &str) -> bool {
     code.starts_with("08")
         || code.starts_with("53")
-        || matches!(code, "57P01" | "57P02" | "57P03" | "40001" | "40P01" | "25006")
+        || matches!(code, "57P01" | "57P02" | "57P03" | "40001" | "40P01" | "25006" | "55000")
 }
 
 /// JSON payloads are sent as text and cast to `json` in SQL: sqlx sends a `serde_json::Value`
