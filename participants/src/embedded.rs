@@ -115,7 +115,9 @@ impl EmbeddedParticipants {
             let backend =
                 Backend::open_sqlite_file(&Self::database_file(data_dir, service), DEFAULT_MAX_CONNECTIONS).await?;
             // On an error, `started` is dropped: the services already started stop.
-            if let Err(err) = prepare(&backend, &[service], seed_demo_catalog, options.clock.clone()).await {
+            // Only the inventory has a catalog to seed.
+            let seed = seed_demo_catalog && service == ServiceKind::Inventory;
+            if let Err(err) = prepare(&backend, &[service], seed, options.clock.clone()).await {
                 backend.close().await;
                 return Err(err);
             }

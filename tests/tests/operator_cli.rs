@@ -1,6 +1,7 @@
 //! The operator commands, run as the real `sagaflow` binary against a cluster: `list`,
 //! `show` by prefix, `export` then `replay --file`, `cancel` of a running saga, and `stuck`
-//! plus `stuck retry` on a saga parked in COMPENSATION_STUCK.
+//! plus `stuck retry` on a saga parked in COMPENSATION_STUCK, and `chaos set|list|clear`
+//! on a participant.
 
 mod common;
 
@@ -10,7 +11,7 @@ use common::*;
 use sagaflow_e2e::cluster::{Cluster, Options};
 use sagaflow_e2e::process::binary;
 use sagaflow_e2e::serial;
-use sagaflow_proto::participants::v1::{ClearFaultsRequest, Fault, SetFaultRequest};
+use sagaflow_proto::participants::v1::{ClearFaultsRequest, Fault, ListFaultsRequest, SetFaultRequest};
 use serde_json::{Value, json};
 
 /// Run `sagaflow --server URL ARGS...`; (exit code, stdout, stderr).
@@ -154,5 +155,59 @@ async fn operators_find_and_retry_a_stuck_saga() {
     // The whole story, stuck and repaired, still replays to the same path.
     let replayed = sagaflow_json(&cluster, &["replay", &id]).await;
     assert_eq!(replayed["same"], json!(true), "{replayed}");
+    cluster.shutdown().await.expect("shutdown");
+}
+
+/// Run `sagaflow chaos ARGS...` against the payment participant (found through
+/// SAGAFLOW_CHAOS_PARTICIPANT); (exit code, stdout, stderr).
+async fn chaos(cluster: &Cluster, args: &[&str]) -> (i32, String, String) {
+    let output = tokio::process::Command::new(binary("sagaflow").expect("sagaflow is built"))
+        .arg("chaos")
+        .args(args)
+        .env("SAGAFLOW_CHAOS_PARTICIPANT", cluster.participants["payment"].url())
+        .env("NO_COLOR", "1")
+        .output()
+        .await
+        .expect("sagaflow runs");
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    (output.status.code().unwrap_or(-1), text(&output.stdout), text(&output.stderr))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operators_set_list_and_clear_faults() {
+    let _serial = serial().await;
+    let cluster = Cluster::start(Options::default()).await.expect("cluster starts");
+    let charge = "payment.v1.Payment/Charge";
+    let (code, out, err) = chaos(
+        &cluster,
+        &["set", "--method", charge, "--error-code", "Payment.CardDeclined", "--latency", "50ms", "--remaining", "1"],
+    )
+    .await;
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(out.contains("fault set"), "{out}");
+
+    let (code, out, err) = chaos(&cluster, &["list", "--output", "json"]).await;
+    assert_eq!(code, 0, "{err}");
+    let listed: Value = serde_json::from_str(&out).expect("list prints JSON");
+    assert_eq!(
+        listed,
+        json!([{ "method": charge, "errorRate": 1.0, "latencyMs": 50, "errorCode": "Payment.CardDeclined",
+                 "applyThenFail": false, "remaining": 1 }])
+    );
+    // The same fault, seen by the participant's own Chaos client.
+    let mut client = cluster.chaos("payment").await.expect("chaos client");
+    let faults = client.list_faults(ListFaultsRequest {}).await.expect("listed").into_inner().faults;
+    assert_eq!(faults.len(), 1, "{faults:?}");
+
+    // A fault the participant refuses: its reason, exit 1.
+    let (code, _, err) = chaos(&cluster, &["set", "--method", "Charge", "--error-rate", "1"]).await;
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("full method"), "{err}");
+
+    let (code, out, err) = chaos(&cluster, &["clear", "--method", charge]).await;
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains(charge), "{out}");
+    let (code, out, _) = chaos(&cluster, &["list", "--output", "json"]).await;
+    assert_eq!((code, out.trim()), (0, "[]"));
     cluster.shutdown().await.expect("shutdown");
 }

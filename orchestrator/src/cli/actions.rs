@@ -56,7 +56,11 @@ pub async fn fork(args: ForkArgs) -> anyhow::Result<ExitCode> {
         .await;
     let execution = match forked {
         Ok(response) => response.into_inner().execution,
-        Err(status) => bail!("cannot fork {}: {}", args.id, status.message()),
+        // The server's message names the execution and the state already.
+        Err(status) => {
+            eprintln!("{}", status.message());
+            return Ok(ExitCode::from(1));
+        }
     };
     let Some(execution) = execution else { bail!("the server returned no execution") };
     match args.server.output {

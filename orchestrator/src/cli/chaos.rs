@@ -27,7 +27,7 @@ pub struct ChaosArgs {
 #[derive(Debug, Clone, Args)]
 pub struct ParticipantArgs {
     /// The participant's gRPC address (it serves participants.v1.Chaos), e.g. http://127.0.0.1:50060.
-    #[arg(long, env = "SAGAFLOW_PARTICIPANT", value_name = "URL")]
+    #[arg(long, env = "SAGAFLOW_CHAOS_PARTICIPANT", value_name = "URL")]
     pub participant: String,
     #[arg(long, value_enum, default_value_t = Output::Human)]
     pub output: Output,
@@ -201,13 +201,19 @@ async fn clear(method: Option<String>, target: &ParticipantArgs) -> anyhow::Resu
 }
 
 async fn connect(participant: &str) -> anyhow::Result<ChaosClient<Channel>> {
+    if !participant.contains("://") {
+        // `sagaflow-participant` reads SAGAFLOW_CHAOS_PARTICIPANT too, as the kind it serves.
+        bail!(
+            "{participant:?} is not a participant address such as http://127.0.0.1:50060 (set --participant or SAGAFLOW_CHAOS_PARTICIPANT)"
+        );
+    }
     let channel = Channel::from_shared(participant.to_owned())
         .with_context(|| format!("{participant:?} is not a participant address such as http://127.0.0.1:50060"))?
         .connect_timeout(Duration::from_secs(5))
         .connect()
         .await
         .with_context(|| {
-            format!("cannot reach the participant at {participant} (set --participant or SAGAFLOW_PARTICIPANT)")
+            format!("cannot reach the participant at {participant} (set --participant or SAGAFLOW_CHAOS_PARTICIPANT)")
         })?;
     Ok(ChaosClient::new(channel))
 }
@@ -344,8 +350,8 @@ mod tests {
 
     #[test]
     fn the_participant_is_required() {
-        // Unless SAGAFLOW_PARTICIPANT is set in the environment of the test run.
-        if std::env::var_os("SAGAFLOW_PARTICIPANT").is_none() {
+        // Unless SAGAFLOW_CHAOS_PARTICIPANT is set in the environment of the test run.
+        if std::env::var_os("SAGAFLOW_CHAOS_PARTICIPANT").is_none() {
             assert!(Cli::try_parse_from(["sagaflow", "chaos", "list"]).is_err());
         }
         assert!(Cli::try_parse_from(["sagaflow", "chaos", "clear", "--participant", "http://x:1"]).is_ok());

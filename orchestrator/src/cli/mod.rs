@@ -55,7 +55,7 @@ pub enum Command {
         #[arg(long, short)]
         verbose: bool,
     },
-    /// Run the orchestrator: the gRPC API and the engine, on PostgreSQL.
+    /// Run the orchestrator: the gRPC API and the engine, on PostgreSQL (replicas) or SQLite.
     Serve(serve::ServeArgs),
     /// Register, list and print saga definitions on the server.
     Definitions(definitions::DefinitionsArgs),
