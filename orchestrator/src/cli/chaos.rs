@@ -37,7 +37,8 @@ pub struct ParticipantArgs {
 pub enum ChaosCommand {
     /// Arm a fault on one method (or `*`), replacing the fault already set on it.
     Set(SetArgs),
-    /// List the faults armed on the participant.
+    /// List the faults armed on the participant (also `chaos show`).
+    #[command(alias = "show")]
     List {
         #[command(flatten)]
         target: ParticipantArgs,
