@@ -104,29 +104,7 @@ async fn operators_list_show_export_replay_and_cancel() {
 async fn operators_find_and_retry_a_stuck_saga() {
     let _serial = serial().await;
     let cluster = Cluster::start(Options::default()).await.expect("cluster starts");
-    register_variant(&cluster, "order-fast-undo", |d| {
-        d["States"]["ChargePayment"]["Compensate"]["Retry"] =
-            json!([{ "ErrorEquals": ["States.ALL"], "IntervalSeconds": 1, "MaxAttempts": 1, "BackoffRate": 1.0 }]);
-    })
-    .await;
-    let mut chaos = cluster.chaos("payment").await.expect("chaos client");
-    chaos
-        .set_fault(SetFaultRequest {
-            fault: Some(Fault {
-                method: "payment.v1.Payment/Refund".into(),
-                error_rate: 1.0,
-                error_code: "INTERNAL".into(),
-                ..Default::default()
-            }),
-        })
-        .await
-        .expect("fault set");
-    let mut request = order("e2e-cli-stuck", "SKU-POSTER", 1, "tok_ok");
-    if let Some(a) = request.shipping_address.as_mut() {
-        a.country.clear();
-    }
-    let execution = start_variant(&cluster, "order-fast-undo", &request, true).await;
-    assert_eq!(execution.status, "COMPENSATION_STUCK", "{execution:?}\n{}", cluster.logs());
+    let (_, execution) = stuck_order(&cluster, "e2e-cli-stuck", 1).await;
     let id = execution.execution_id;
 
     let stuck = sagaflow_json(&cluster, &["stuck"]).await;
@@ -145,7 +123,8 @@ async fn operators_find_and_retry_a_stuck_saga() {
     assert_ne!(code, 0, "skip without --reason must be refused");
     assert!(err.contains("--reason"), "{err}");
 
-    chaos.clear_faults(ClearFaultsRequest { method: String::new() }).await.expect("cleared");
+    let mut payment_chaos = cluster.chaos("payment").await.expect("chaos client");
+    payment_chaos.clear_faults(ClearFaultsRequest { method: String::new() }).await.expect("cleared");
     let (code, out, err) = sagaflow(&cluster, &["stuck", "retry", &id[..13]]).await;
     assert_eq!(code, 0, "{out}\n{err}");
     let status = wait_status(&cluster, &id, Duration::from_secs(60), |s| s == "COMPENSATED").await;

@@ -10,7 +10,7 @@ use common::*;
 use sagaflow_e2e::cluster::{Cluster, Options};
 use sagaflow_e2e::invariants::{self, stock_before};
 use sagaflow_e2e::serial;
-use sagaflow_proto::participants::v1::{ClearFaultsRequest, Fault, SetFaultRequest};
+use sagaflow_proto::participants::v1::ClearFaultsRequest;
 use sagaflow_proto::sagaflow::v1 as pb;
 use serde_json::json;
 
@@ -75,30 +75,9 @@ async fn a_participant_down_for_good_makes_the_saga_compensate() {
 async fn a_compensation_that_keeps_failing_parks_the_saga_until_repaired() {
     let _serial = serial().await;
     let cluster = Cluster::start(Options::default()).await.expect("cluster starts");
-    register_variant(&cluster, "order-fast-undo", |d| {
-        d["States"]["ChargePayment"]["Compensate"]["Retry"] =
-            json!([{ "ErrorEquals": ["States.ALL"], "IntervalSeconds": 1, "MaxAttempts": 2, "BackoffRate": 1.0 }]);
-    })
-    .await;
     let before = stock_before(&cluster, &["SKU-POSTER"]).await.expect("stock");
+    let (request, execution) = stuck_order(&cluster, "e2e-stuck", 2).await;
     let mut chaos = cluster.chaos("payment").await.expect("chaos client");
-    chaos
-        .set_fault(SetFaultRequest {
-            fault: Some(Fault {
-                method: "payment.v1.Payment/Refund".into(),
-                error_rate: 1.0,
-                error_code: "INTERNAL".into(),
-                ..Default::default()
-            }),
-        })
-        .await
-        .expect("fault set");
-    let mut request = order("e2e-stuck", "SKU-POSTER", 1, "tok_ok");
-    if let Some(a) = request.shipping_address.as_mut() {
-        a.country.clear();
-    }
-    let execution = start_variant(&cluster, "order-fast-undo", &request, true).await;
-    assert_eq!(execution.status, "COMPENSATION_STUCK", "{execution:?}\n{}", cluster.logs());
     let events = history(&cluster, 0, &execution.execution_id).await;
     assert!(events.iter().any(|e| e.r#type == "CompensationStuck" && e.state == "ChargePayment"));
     assert!(

@@ -188,3 +188,39 @@ pub fn cli(cluster: &Cluster, args: &[&str]) -> (bool, String, String) {
         String::from_utf8_lossy(&output.stderr).into_owned(),
     )
 }
+
+/// Park an order saga in COMPENSATION_STUCK: every refund fails, the refund gives up after
+/// `refund_attempts`, and the order is refused at shipping (no country). Returns the order
+/// and its execution; the refund fault stays armed until the caller clears it.
+pub async fn stuck_order(
+    cluster: &Cluster,
+    order_id: &str,
+    refund_attempts: u32,
+) -> (pb::StartOrderRequest, pb::Execution) {
+    use sagaflow_proto::participants::v1::{Fault, SetFaultRequest};
+    register_variant(cluster, "order-fast-undo", |d| {
+        d["States"]["ChargePayment"]["Compensate"]["Retry"] = serde_json::json!([{
+            "ErrorEquals": ["States.ALL"], "IntervalSeconds": 1, "MaxAttempts": refund_attempts, "BackoffRate": 1.0
+        }]);
+    })
+    .await;
+    let mut chaos = cluster.chaos("payment").await.expect("chaos client");
+    chaos
+        .set_fault(SetFaultRequest {
+            fault: Some(Fault {
+                method: "payment.v1.Payment/Refund".into(),
+                error_rate: 1.0,
+                error_code: "INTERNAL".into(),
+                ..Default::default()
+            }),
+        })
+        .await
+        .expect("fault set");
+    let mut request = order(order_id, "SKU-POSTER", 1, "tok_ok");
+    if let Some(a) = request.shipping_address.as_mut() {
+        a.country.clear();
+    }
+    let execution = start_variant(cluster, "order-fast-undo", &request, true).await;
+    assert_eq!(execution.status, "COMPENSATION_STUCK", "{execution:?}\n{}", cluster.logs());
+    (request, execution)
+}
