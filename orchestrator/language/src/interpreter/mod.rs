@@ -8,18 +8,23 @@
 //!
 //! # Layout
 //! - [`execution`]: the serializable execution state (threads, cursors, pending work).
-//! - [`run`]: state handlers, data flow (paths, templates), Retry and Catch.
+//! - [`run`]: applying an event: the work queue, data flow, simple states, the end.
+//! - `task`: Task calls, Retry with backoff, Catch, timers. `join`: Parallel and Map.
+//! - `data`: size checks, time formatting and lenient numbers.
 //! - [`saga`]: the compensation ledger and the reverse-order rollback.
 //! - [`fork`]: a new execution that keeps an original's history before a state.
 //! - [`history`]: history events, named after Step Functions' where one exists.
 //! - [`retry`]: backoff arithmetic (interval, rate, cap, jitter).
 
+mod data;
 pub mod execution;
 pub mod fork;
 pub mod history;
+mod join;
 pub mod retry;
 mod run;
 pub mod saga;
+mod task;
 #[cfg(test)]
 mod tests;
 

@@ -1,5 +1,7 @@
-//! State handlers and data flow: entering states, InputPath → Parameters → work →
-//! ResultSelector → ResultPath → OutputPath, Retry and Catch, Parallel and Map joins.
+//! The step's engine room: applying an event, the work queue, entering states and their data
+//! flow (InputPath → Parameters → work → ResultSelector → ResultPath → OutputPath), the simple
+//! states, and how an execution ends. Tasks live in [`super::task`], Parallel and Map in
+//! [`super::join`].
 //!
 //! Work is processed from a FIFO queue until every thread is blocked on a call or a timer,
 //! so one event may run many synchronous states (Pass, Choice, ...) in a deterministic order.
@@ -7,24 +9,21 @@
 use std::borrow::Cow;
 use std::collections::VecDeque;
 
-use chrono::{DateTime, SecondsFormat};
 use rand_chacha::ChaCha8Rng;
 use rand_core::SeedableRng;
 use serde_json::{Map, Value, json};
 
+use super::data::{compact, format_time, json_size, over_limit};
 use super::execution::{
-    Cursor, Execution, Join, MachineStep, ParentLink, Pending, RedrivePoint, Status, Thread, ThreadId, Visit, Waiter,
+    Cursor, Execution, MachineStep, Pending, RedrivePoint, Status, Thread, ThreadId, Visit, Waiter,
 };
 use super::history::{EventKind, HistoryEvent};
 use super::saga::LedgerEntry;
-use super::{
-    Action, Call, DEFAULT_TASK_TIMEOUT_SECONDS, Envelope, Event, PAYLOAD_LIMIT_BYTES, Start, Step, StepError, WorkId,
-};
+use super::{Action, Envelope, Event, PAYLOAD_LIMIT_BYTES, Start, Step, StepError, WorkId};
 use crate::errors;
 use crate::expr::{EvalError, ReferencePath, Scope, Template, choice, timestamp};
 use crate::model::{
-    Catcher, Definition, FailField, MapState, MaxConcurrency, NumberOrPath, PathField, Resilience, State, StateKind,
-    StateMachine, Timeout, Transition, WaitState,
+    Definition, FailField, PathField, Resilience, State, StateKind, StateMachine, Transition, WaitState,
 };
 
 /// An error on its way through Retry and Catch. `None` fields are absent (a bare Fail state).
@@ -40,7 +39,7 @@ impl Failure {
     }
 
     /// The error output a Catch hands on: `{"Error": ..., "Cause": ...}`.
-    fn output(&self) -> Value {
+    pub(super) fn output(&self) -> Value {
         let mut out = Map::new();
         if let Some(e) = &self.error {
             out.insert("Error".into(), Value::String(e.clone()));
@@ -51,12 +50,12 @@ impl Failure {
         Value::Object(out)
     }
 
-    fn name(&self) -> &str {
+    pub(super) fn name(&self) -> &str {
         self.error.as_deref().unwrap_or("")
     }
 }
 
-enum Work {
+pub(super) enum Work {
     Enter { thread: ThreadId, state: String, input: Value },
     ThreadEnded { thread: ThreadId },
 }
@@ -69,7 +68,7 @@ pub(crate) struct Runner<'a> {
     pub(crate) ctx: Value,
     pub(crate) rng: ChaCha8Rng,
     pub(crate) out: Step,
-    queue: VecDeque<Work>,
+    pub(super) queue: VecDeque<Work>,
     /// The last formatted `EnteredTime`, reused while the clock stands still.
     time_cache: (i64, String),
 }
@@ -178,15 +177,15 @@ impl Runner<'_> {
         self.out.actions.push(Action::Finished { status });
     }
 
-    fn thread(&self, id: ThreadId) -> &Thread {
+    pub(super) fn thread(&self, id: ThreadId) -> &Thread {
         &self.ex.threads[&id]
     }
 
-    fn thread_mut(&mut self, id: ThreadId) -> &mut Thread {
+    pub(super) fn thread_mut(&mut self, id: ThreadId) -> &mut Thread {
         self.ex.threads.get_mut(&id).expect("thread exists while work refers to it")
     }
 
-    fn state_of(&self, thread: ThreadId, name: &str) -> &State {
+    pub(super) fn state_of(&self, thread: ThreadId, name: &str) -> &State {
         &machine_of(self.def, &self.thread(thread).machine).states[name]
     }
 
@@ -223,19 +222,24 @@ impl Runner<'_> {
         }
     }
 
-    fn eval_template(&mut self, thread: ThreadId, template: &Template, input: &Value) -> Result<Value, EvalError> {
+    pub(super) fn eval_template(
+        &mut self,
+        thread: ThreadId,
+        template: &Template,
+        input: &Value,
+    ) -> Result<Value, EvalError> {
         let vars = &self.ex.threads[&thread].variables;
         let scope = Scope { input, context: &self.ctx, variables: vars };
         template.eval(&scope, &mut self.rng)
     }
 
-    fn get_path(&self, thread: ThreadId, path: &ReferencePath, input: &Value) -> Result<Value, EvalError> {
+    pub(super) fn get_path(&self, thread: ThreadId, path: &ReferencePath, input: &Value) -> Result<Value, EvalError> {
         let vars = &self.ex.threads[&thread].variables;
         path.get(&Scope { input, context: &self.ctx, variables: vars })
     }
 
     /// InputPath without copying when it is the identity (the common case).
-    fn select_ref<'v>(
+    pub(super) fn select_ref<'v>(
         &self,
         thread: ThreadId,
         field: &PathField,
@@ -249,7 +253,7 @@ impl Runner<'_> {
     }
 
     /// InputPath / OutputPath: `$` by default, `{}` for null.
-    fn select(&self, thread: ThreadId, field: &PathField, value: Value) -> Result<Value, EvalError> {
+    pub(super) fn select(&self, thread: ThreadId, field: &PathField, value: Value) -> Result<Value, EvalError> {
         match field {
             PathField::Identity => Ok(value),
             PathField::Null => Ok(Value::Object(Map::new())),
@@ -258,7 +262,7 @@ impl Runner<'_> {
     }
 
     /// ResultPath: the raw input with the result placed into it.
-    fn merge_result(field: &PathField, raw_input: Value, result: Value) -> Result<Value, EvalError> {
+    pub(super) fn merge_result(field: &PathField, raw_input: Value, result: Value) -> Result<Value, EvalError> {
         match field {
             PathField::Identity => Ok(result),
             PathField::Null => Ok(raw_input),
@@ -266,7 +270,7 @@ impl Runner<'_> {
         }
     }
 
-    fn runtime_failure(visit: &Visit, err: EvalError) -> Failure {
+    pub(super) fn runtime_failure(visit: &Visit, err: EvalError) -> Failure {
         Failure::new(
             err.error,
             format!(
@@ -276,13 +280,13 @@ impl Runner<'_> {
         )
     }
 
-    fn scoped(&self, thread: ThreadId, state: &str) -> String {
+    pub(super) fn scoped(&self, thread: ThreadId, state: &str) -> String {
         format!("{}{}", self.thread(thread).scope, state)
     }
 
     // ---------------------------------------------------------------- events
 
-    fn dispatch(&mut self, env: Envelope) {
+    pub(super) fn dispatch(&mut self, env: Envelope) {
         let Envelope { event, .. } = env;
         match event {
             Event::Started(start) => self.start(start),
@@ -355,7 +359,7 @@ impl Runner<'_> {
     }
 
     /// Continue a fork at its fork state: from here on, keys are the fork's own.
-    fn resume_fork(&mut self) {
+    pub(super) fn resume_fork(&mut self) {
         let Some(point) = self.ex.fork_point.take() else { return };
         let copied_from = std::mem::replace(&mut self.ex.key_prefix, self.ex.execution_id.clone());
         self.record(
@@ -382,7 +386,7 @@ impl Runner<'_> {
 
     /// Resume a FAILED execution: re-enter the failed top-level state as the same visit,
     /// with the variables it had, so its calls reuse their idempotency keys.
-    fn redrive(&mut self) {
+    pub(super) fn redrive(&mut self) {
         let Some(point) = self.ex.redrive_point.take() else { return };
         self.ex.redrive_count += 1;
         let count = self.ex.redrive_count;
@@ -424,7 +428,7 @@ impl Runner<'_> {
         self.queue.push_back(Work::Enter { thread: 0, state: point.state, input: point.raw_input });
     }
 
-    fn start(&mut self, start: Start) {
+    pub(super) fn start(&mut self, start: Start) {
         let start_time = format_time(self.now_ms);
         self.ctx = json!({
             "Execution": {
@@ -484,7 +488,7 @@ impl Runner<'_> {
         self.queue.push_back(Work::Enter { thread: 0, state: start_at, input });
     }
 
-    fn drain(&mut self) {
+    pub(super) fn drain(&mut self) {
         while let Some(work) = self.queue.pop_front() {
             match work {
                 Work::Enter { thread, state, input } => self.enter(thread, state, input),
@@ -495,7 +499,7 @@ impl Runner<'_> {
 
     // ---------------------------------------------------------------- states
 
-    fn enter(&mut self, thread: ThreadId, name: String, raw_input: Value) {
+    pub(super) fn enter(&mut self, thread: ThreadId, name: String, raw_input: Value) {
         if self.ex.last_event_id >= super::HISTORY_EVENT_LIMIT {
             return self.history_full();
         }
@@ -557,7 +561,7 @@ impl Runner<'_> {
 
     /// Run the synchronous part of a state. `Err` is a failure no Catch can take (the thread
     /// fails with it); catchable failures are routed inside.
-    fn run_state(&mut self, thread: ThreadId, state: &State, mut visit: Visit) -> Result<(), Failure> {
+    pub(super) fn run_state(&mut self, thread: ThreadId, state: &State, mut visit: Visit) -> Result<(), Failure> {
         match &state.kind {
             StateKind::Pass(pass) => {
                 let input = self
@@ -650,7 +654,7 @@ impl Runner<'_> {
         }
     }
 
-    fn fail_field(
+    pub(super) fn fail_field(
         &mut self,
         thread: ThreadId,
         field: Option<&FailField>,
@@ -672,7 +676,7 @@ impl Runner<'_> {
         }
     }
 
-    fn wait_due(&self, thread: ThreadId, wait: &WaitState, input: &Value) -> Result<i64, EvalError> {
+    pub(super) fn wait_due(&self, thread: ThreadId, wait: &WaitState, input: &Value) -> Result<i64, EvalError> {
         let runtime = |message: String| EvalError { error: errors::RUNTIME.into(), message };
         match wait {
             WaitState::Seconds(s) => Ok(self.now_ms.saturating_add(*s as i64 * 1000)),
@@ -723,7 +727,7 @@ impl Runner<'_> {
         }
     }
 
-    fn finish_wait(&mut self, thread: ThreadId, state: &State, visit: Visit) -> Result<(), Failure> {
+    pub(super) fn finish_wait(&mut self, thread: ThreadId, state: &State, visit: Visit) -> Result<(), Failure> {
         let input = visit.effective_input.clone();
         let assigned = match &state.assign {
             Some(t) => Some(self.eval_template(thread, t, &input).map_err(|e| Self::runtime_failure(&visit, e))?),
@@ -734,7 +738,7 @@ impl Runner<'_> {
     }
 
     /// ResultSelector → Assign → ResultPath → OutputPath → exit, for Pass, Task, Parallel, Map.
-    fn finish_state(
+    pub(super) fn finish_state(
         &mut self,
         thread: ThreadId,
         state: &State,
@@ -768,7 +772,7 @@ impl Runner<'_> {
         self.exit_state(thread, state, &visit, output, assigned, state.transition.as_ref())
     }
 
-    fn exit_state(
+    pub(super) fn exit_state(
         &mut self,
         thread: ThreadId,
         state: &State,
@@ -797,650 +801,6 @@ impl Runner<'_> {
     pub(crate) fn end_thread(&mut self, thread: ThreadId, cursor: Cursor) {
         self.thread_mut(thread).cursor = cursor;
         self.queue.push_back(Work::ThreadEnded { thread });
-    }
-
-    // ---------------------------------------------------------------- tasks
-
-    fn start_task(&mut self, thread: ThreadId, state: &State, mut visit: Visit) {
-        let StateKind::Task(task) = &state.kind else { unreachable!("start_task on a Task") };
-        let prepared = (|| {
-            let input = self.select_ref(thread, &state.input_path, &visit.raw_input)?;
-            match &task.parameters {
-                Some(params) => self.eval_template(thread, params, &input),
-                None => Ok(input.into_owned()),
-            }
-        })();
-        let input = match prepared {
-            Ok(input) => input,
-            Err(e) => {
-                let failure = Self::runtime_failure(&visit, e);
-                return self.end_thread(thread, Cursor::Failed { error: failure.name().into(), cause: failure.cause });
-            }
-        };
-        visit.effective_input = input;
-        self.invoke_task(thread, state, visit, false);
-    }
-
-    fn invoke_task(&mut self, thread: ThreadId, state: &State, visit: Visit, outcome_unknown: bool) {
-        let StateKind::Task(task) = &state.kind else { unreachable!("invoke_task on a Task") };
-        let timeout = match &task.timeout {
-            None => Ok(DEFAULT_TASK_TIMEOUT_SECONDS),
-            Some(Timeout::Seconds(s)) => Ok(*s),
-            Some(Timeout::Path(p)) => self.get_path(thread, p, &visit.effective_input).and_then(|v| {
-                v.as_u64().filter(|s| *s > 0).ok_or_else(|| EvalError {
-                    error: errors::RUNTIME.into(),
-                    message: format!(
-                        "The TimeoutSecondsPath field refers to value {} which is not a positive integer: {}",
-                        compact(&v),
-                        p.as_str()
-                    ),
-                })
-            }),
-        };
-        let heartbeat = match &task.heartbeat {
-            None => Ok(None),
-            Some(Timeout::Seconds(s)) => Ok(Some(*s)),
-            Some(Timeout::Path(p)) => self.get_path(thread, p, &visit.effective_input).map(|v| v.as_u64()),
-        };
-        let (timeout, heartbeat) = match (timeout, heartbeat) {
-            (Ok(t), Ok(h)) => (t, h),
-            (Err(e), _) | (_, Err(e)) => {
-                let failure = Self::runtime_failure(&visit, e);
-                return self.end_thread(thread, Cursor::Failed { error: failure.name().into(), cause: failure.cause });
-            }
-        };
-        let id = self.new_work_id();
-        let scope = self.scoped(thread, &visit.state);
-        let key = self.idempotency_key(thread, &visit);
-        let call = Call {
-            id,
-            state: visit.state.clone(),
-            scope: scope.clone(),
-            resource: task.resource.clone(),
-            input: visit.effective_input.clone(),
-            idempotency_key: key,
-            compensates: None,
-            timeout_seconds: timeout,
-            heartbeat_seconds: heartbeat,
-            attempt: visit.retry_count + 1,
-        };
-        self.emit(
-            EventKind::TaskScheduled,
-            Some(scope),
-            json!({
-                "callId": id,
-                "resource": call.resource,
-                "input": call.input,
-                "idempotencyKey": call.idempotency_key,
-                "attempt": call.attempt,
-                "timeoutSeconds": timeout,
-            }),
-        );
-        self.issue(Action::Invoke(call), Waiter::Thread(thread));
-        self.thread_mut(thread).cursor = Cursor::Task { visit, call: Some(id), timer: None, outcome_unknown };
-    }
-
-    /// `{execution}:{scoped state}#{visit}`: the same for every attempt of one visit.
-    fn idempotency_key(&self, thread: ThreadId, visit: &Visit) -> String {
-        let prefix = if self.ex.key_prefix.is_empty() { &self.ex.execution_id } else { &self.ex.key_prefix };
-        format!("{}:{}{}#{}", prefix, self.thread(thread).scope, visit.state, visit.number)
-    }
-
-    fn on_task_result(&mut self, thread: ThreadId, id: WorkId, result: Result<Value, (Failure, bool)>, record: Event) {
-        let Cursor::Task { visit, outcome_unknown, .. } =
-            std::mem::replace(&mut self.thread_mut(thread).cursor, Cursor::Aborted)
-        else {
-            unreachable!("a task answer always finds its thread waiting on it")
-        };
-        let def = self.def;
-        let steps = self.thread(thread).machine.clone();
-        let state = &machine_of(def, &steps).states[visit.state.as_str()];
-        let StateKind::Task(task) = &state.kind else { unreachable!("task answers go to Task states") };
-        let scope = self.scoped(thread, &visit.state);
-        self.set_state_context(&visit.state, visit.entered_ms, Some(visit.retry_count));
-        match result {
-            Ok(output) => {
-                self.record(EventKind::TaskSucceeded, Some(scope.clone()), json!({ "callId": id }), Some(record));
-                let too_large = over_limit(&output);
-                // The participant applied the call whatever its answer's size: the
-                // compensation is owed before anything else can fail (an answer too large
-                // to keep is handed to it as null).
-                if task.compensate.is_some() {
-                    let key = self.idempotency_key(thread, &visit);
-                    let kept = (!too_large).then(|| output.clone());
-                    self.push_ledger(thread, &visit, scope, key, kept);
-                }
-                if too_large {
-                    let failure = Failure::new(
-                        errors::DATA_LIMIT_EXCEEDED,
-                        format!(
-                            "The state/task '{}' returned a result with a size exceeding the maximum number of bytes service limit.",
-                            visit.state
-                        ),
-                    );
-                    return self
-                        .end_thread(thread, Cursor::Failed { error: failure.name().into(), cause: failure.cause });
-                }
-                if let Err(failure) = self.finish_state(
-                    thread,
-                    state,
-                    visit,
-                    &task.resilience.result_path,
-                    task.resilience.result_selector.as_ref(),
-                    output,
-                ) {
-                    self.end_thread(thread, Cursor::Failed { error: failure.name().into(), cause: failure.cause });
-                }
-            }
-            Err((failure, unknown)) => {
-                let kind = if failure.error.as_deref() == Some(errors::TIMEOUT) {
-                    EventKind::TaskTimedOut
-                } else {
-                    EventKind::TaskFailed
-                };
-                self.record(
-                    kind,
-                    Some(scope),
-                    json!({ "callId": id, "error": failure.error, "cause": failure.cause, "outcomeUnknown": unknown }),
-                    Some(record),
-                );
-                self.state_failed(thread, state, visit, failure, outcome_unknown || unknown);
-            }
-        }
-    }
-
-    /// Retry, then Catch, then fail the thread: for Task, Parallel and Map failures.
-    fn state_failed(
-        &mut self,
-        thread: ThreadId,
-        state: &State,
-        mut visit: Visit,
-        failure: Failure,
-        outcome_unknown: bool,
-    ) {
-        let resilience = resilience(&state.kind).expect("only Task, Parallel and Map fail through here");
-        let name = failure.name().to_owned();
-        let terminal = errors::is_terminal(&name);
-        if !terminal
-            && let Some(index) = resilience.retry.iter().position(|r| errors::matches(&r.error_equals, &name, true))
-        {
-            let retrier = &resilience.retry[index];
-            if visit.retries[index] < retrier.max_attempts {
-                let delay = super::retry::delay_ms(retrier, visit.retries[index], &mut self.rng);
-                visit.retries[index] += 1;
-                visit.retry_count += 1;
-                let scope = self.scoped(thread, &visit.state);
-                let is_task = matches!(state.kind, StateKind::Task(_));
-                self.emit(
-                    if is_task { EventKind::TaskRetryScheduled } else { EventKind::StateRetryScheduled },
-                    Some(scope),
-                    json!({ "error": failure.error, "cause": failure.cause, "delayMs": delay, "retry": visit.retry_count }),
-                );
-                let timer = self.start_timer(self.now_ms + delay, Waiter::Thread(thread));
-                self.thread_mut(thread).cursor = if is_task {
-                    Cursor::Task { visit, call: None, timer: Some(timer), outcome_unknown }
-                } else {
-                    Cursor::Backoff { visit, timer }
-                };
-                return;
-            }
-        }
-        if outcome_unknown
-            && let StateKind::Task(task) = &state.kind
-            && task.compensate.is_some()
-        {
-            let scope = self.scoped(thread, &visit.state);
-            let key = self.idempotency_key(thread, &visit);
-            self.push_ledger(thread, &visit, scope, key, None);
-        }
-        if !terminal
-            && let Some(catcher) = resilience.catch.iter().find(|c| errors::matches(&c.error_equals, &name, true))
-        {
-            if let Err(failure) = self.catch(thread, catcher, &visit, &failure) {
-                self.end_thread(thread, Cursor::Failed { error: failure.name().into(), cause: failure.cause });
-            }
-            return;
-        }
-        if thread == 0 {
-            // The root fails here for good: remember where, so a redrive can resume.
-            let root = self.thread(0);
-            self.ex.redrive_point = Some(RedrivePoint {
-                state: visit.state.clone(),
-                raw_input: std::mem::take(&mut visit.raw_input),
-                variables: root.variables.clone(),
-                visits: root.visits.clone(),
-            });
-        }
-        self.end_thread(thread, Cursor::Failed { error: name, cause: failure.cause });
-    }
-
-    fn catch(&mut self, thread: ThreadId, catcher: &Catcher, visit: &Visit, failure: &Failure) -> Result<(), Failure> {
-        let error_output = failure.output();
-        let assigned = match &catcher.assign {
-            Some(t) => Some(self.eval_template(thread, t, &error_output).map_err(|e| Self::runtime_failure(visit, e))?),
-            None => None,
-        };
-        let output = Self::merge_result(&catcher.result_path, visit.raw_input.clone(), error_output)
-            .map_err(|e| Self::runtime_failure(visit, e))?;
-        if let Some(Value::Object(vars)) = assigned {
-            let t = self.thread_mut(thread);
-            for (k, v) in vars {
-                t.variables.insert(k, v);
-            }
-        }
-        self.queue.push_back(Work::Enter { thread, state: catcher.next.clone(), input: output });
-        Ok(())
-    }
-
-    fn on_timer(&mut self, thread: ThreadId, id: WorkId) {
-        let cursor = std::mem::replace(&mut self.thread_mut(thread).cursor, Cursor::Aborted);
-        let def = self.def;
-        let steps = self.thread(thread).machine.clone();
-        let machine = machine_of(def, &steps);
-        match cursor {
-            Cursor::Wait { visit, timer } if timer == id => {
-                let state = &machine.states[visit.state.as_str()];
-                self.set_state_context(&visit.state, visit.entered_ms, None);
-                if let Err(failure) = self.finish_wait(thread, state, visit) {
-                    self.end_thread(thread, Cursor::Failed { error: failure.name().into(), cause: failure.cause });
-                }
-            }
-            Cursor::Task { visit, timer: Some(timer), outcome_unknown, .. } if timer == id => {
-                let state = &machine.states[visit.state.as_str()];
-                self.set_state_context(&visit.state, visit.entered_ms, Some(visit.retry_count));
-                self.invoke_task(thread, state, visit, outcome_unknown);
-            }
-            Cursor::Backoff { visit, timer } if timer == id => {
-                let state = &machine.states[visit.state.as_str()];
-                self.set_state_context(&visit.state, visit.entered_ms, None);
-                self.start_join(thread, state, visit);
-            }
-            other => {
-                self.thread_mut(thread).cursor = other;
-            }
-        }
-    }
-
-    // ---------------------------------------------------------------- Parallel and Map
-
-    fn start_join(&mut self, thread: ThreadId, state: &State, mut visit: Visit) {
-        let prepared = self.prepare_join(thread, state, &mut visit);
-        let mut join = match prepared {
-            Ok(join) => join,
-            Err(e) => {
-                let failure = Self::runtime_failure(&visit, e);
-                return self.end_thread(thread, Cursor::Failed { error: failure.name().into(), cause: failure.cause });
-            }
-        };
-        let scope = self.scoped(thread, &visit.state);
-        let started = if join.is_map { EventKind::MapStateStarted } else { EventKind::ParallelStateStarted };
-        self.emit(started, Some(scope), json!({ "length": join.results.len() }));
-        let mut spawn = Vec::new();
-        if join.is_map {
-            let limit = if join.max_concurrency == 0 { u64::MAX } else { join.max_concurrency };
-            while join.next_item < join.items.len() && join.running < limit {
-                spawn.push(join.next_item);
-                join.next_item += 1;
-                join.running += 1;
-            }
-        } else {
-            spawn.extend(0..join.results.len());
-            join.running = join.results.len() as u64;
-        }
-        let empty = join.results.is_empty();
-        self.thread_mut(thread).cursor = Cursor::Join(Box::new(join));
-        if empty {
-            return self.join_complete(thread);
-        }
-        for slot in spawn {
-            self.spawn_child(thread, state, slot);
-        }
-    }
-
-    fn prepare_join(&mut self, thread: ThreadId, state: &State, visit: &mut Visit) -> Result<Join, EvalError> {
-        let input = self.select(thread, &state.input_path, visit.raw_input.clone())?;
-        let mut join = Join {
-            visit: visit.clone(),
-            is_map: false,
-            items: Vec::new(),
-            next_item: 0,
-            max_concurrency: 0,
-            running: 0,
-            tolerated_failures: 0,
-            failures: 0,
-            results: Vec::new(),
-            children: Vec::new(),
-            child_ledgers: Vec::new(),
-        };
-        match &state.kind {
-            StateKind::Parallel(p) => {
-                let input = match &p.parameters {
-                    Some(t) => self.eval_template(thread, t, &input)?,
-                    None => input,
-                };
-                join.results = vec![None; p.branches.len()];
-                join.child_ledgers = vec![Vec::new(); p.branches.len()];
-                visit.effective_input = input;
-            }
-            StateKind::Map(m) => {
-                join.is_map = true;
-                let items = match &m.items_path {
-                    PathField::Identity => input.clone(),
-                    PathField::Null => Value::Array(Vec::new()),
-                    PathField::Path(p) => self.get_path(thread, p, &input)?,
-                };
-                let Value::Array(items) = items else {
-                    return Err(EvalError {
-                        error: errors::RUNTIME.into(),
-                        message: format!("Map state input must be an array but was: {}", compact(&items)),
-                    });
-                };
-                join.max_concurrency = self.max_concurrency(thread, m, &input)?;
-                join.tolerated_failures = self.tolerated_failures(thread, m, &input, items.len())?;
-                join.results = vec![None; items.len()];
-                join.child_ledgers = vec![Vec::new(); items.len()];
-                join.items = items;
-                visit.effective_input = input;
-            }
-            _ => unreachable!("joins are Parallel or Map"),
-        }
-        join.visit = visit.clone();
-        Ok(join)
-    }
-
-    fn max_concurrency(&self, thread: ThreadId, m: &MapState, input: &Value) -> Result<u64, EvalError> {
-        match &m.max_concurrency {
-            MaxConcurrency::Value(v) => Ok(*v),
-            MaxConcurrency::Path(p) => {
-                let v = self.get_path(thread, p, input)?;
-                as_integer(&v).and_then(|n| u64::try_from(n).ok()).ok_or_else(|| EvalError {
-                    error: errors::RUNTIME.into(),
-                    message: format!(
-                        "The MaxConcurrencyPath field refers to value \"{}\" which is not a valid integer: {}",
-                        display_plain(&v),
-                        p.as_str()
-                    ),
-                })
-            }
-        }
-    }
-
-    fn tolerated_failures(
-        &self,
-        thread: ThreadId,
-        m: &MapState,
-        input: &Value,
-        items: usize,
-    ) -> Result<u64, EvalError> {
-        let runtime = |message: String| EvalError { error: errors::RUNTIME.into(), message };
-        let mut tolerated: Option<u64> = None;
-        if let Some(count) = &m.tolerated_failure.count {
-            let n = match count {
-                NumberOrPath::Number(n) => *n,
-                NumberOrPath::Path(p) => {
-                    let v = self.get_path(thread, p, input)?;
-                    match as_integer(&v) {
-                        Some(n) => n as f64,
-                        None => {
-                            return Err(runtime(format!(
-                                "The ToleratedFailureCountPath field refers to value \"{}\" which is not a valid integer: {}",
-                                display_plain(&v),
-                                p.as_str()
-                            )));
-                        }
-                    }
-                }
-            };
-            if n < 0.0 {
-                return Err(runtime("ToleratedFailureCount cannot be negative.".into()));
-            }
-            tolerated = Some(n as u64);
-        }
-        if let Some(percentage) = &m.tolerated_failure.percentage {
-            let p = match percentage {
-                NumberOrPath::Number(n) => *n,
-                NumberOrPath::Path(path) => {
-                    let v = self.get_path(thread, path, input)?;
-                    match as_float(&v) {
-                        Some(n) => n,
-                        None => {
-                            return Err(runtime(format!(
-                                "The ToleratedFailurePercentagePath field refers to value \"{}\" which is not a valid float: {}",
-                                display_plain(&v),
-                                path.as_str()
-                            )));
-                        }
-                    }
-                }
-            };
-            if !(0.0..=100.0).contains(&p) {
-                return Err(runtime("ToleratedFailurePercentage must be between 0 and 100.".into()));
-            }
-            let by_percentage = (p / 100.0 * items as f64).floor() as u64;
-            tolerated = Some(tolerated.map_or(by_percentage, |t| t.max(by_percentage)));
-        }
-        Ok(tolerated.unwrap_or(0))
-    }
-
-    fn spawn_child(&mut self, parent: ThreadId, state: &State, slot: usize) {
-        let id = self.ex.next_thread_id;
-        self.ex.next_thread_id += 1;
-        let (input, branch, start_at) = {
-            let Cursor::Join(join) = &self.thread(parent).cursor else { unreachable!("children spawn from a join") };
-            match &state.kind {
-                StateKind::Parallel(p) => {
-                    (join.visit.effective_input.clone(), slot as u32, p.branches[slot].start_at.clone())
-                }
-                StateKind::Map(_) => (Value::Null, 0, String::new()),
-                _ => unreachable!("joins are Parallel or Map"),
-            }
-        };
-        let parent_thread = self.thread(parent);
-        let mut machine = parent_thread.machine.clone();
-        let visit_number = parent_thread.visits.get(&state.name).copied().unwrap_or(1);
-        machine.push(MachineStep { state: state.name.clone(), branch });
-        let scope = format!("{}{}#{}[{}].", parent_thread.scope, state.name, visit_number, slot);
-        let child = Thread {
-            parent: Some(ParentLink { thread: parent, slot: slot as u32 }),
-            machine,
-            scope,
-            variables: parent_thread.variables.clone(),
-            visits: Default::default(),
-            cursor: Cursor::Aborted,
-            ledger: Vec::new(),
-        };
-        self.ex.threads.insert(id, child);
-        if let Cursor::Join(join) = &mut self.thread_mut(parent).cursor {
-            join.children.push(id);
-        }
-        let (input, start_at) = match &state.kind {
-            StateKind::Map(m) => match self.map_item_input(parent, state, m, slot) {
-                Ok(input) => (input, m.processor.start_at.clone()),
-                Err(e) => {
-                    let Cursor::Join(join) = &self.thread(parent).cursor else { unreachable!("join") };
-                    let failure = Self::runtime_failure(&join.visit, e);
-                    return self.end_thread(id, Cursor::Failed { error: failure.name().into(), cause: failure.cause });
-                }
-            },
-            _ => (input, start_at),
-        };
-        let scoped = self.scoped(parent, &state.name);
-        let started = if matches!(state.kind, StateKind::Map(_)) { Some(EventKind::MapIterationStarted) } else { None };
-        if let Some(kind) = started {
-            self.emit(kind, Some(scoped), json!({ "index": slot }));
-        }
-        self.queue.push_back(Work::Enter { thread: id, state: start_at, input });
-    }
-
-    fn map_item_input(
-        &mut self,
-        parent: ThreadId,
-        state: &State,
-        m: &MapState,
-        slot: usize,
-    ) -> Result<Value, EvalError> {
-        let (item, input, entered_ms) = {
-            let Cursor::Join(join) = &self.thread(parent).cursor else { unreachable!("join") };
-            (join.items[slot].clone(), join.visit.effective_input.clone(), join.visit.entered_ms)
-        };
-        let Some(selector) = &m.item_selector else {
-            return Ok(item);
-        };
-        self.set_state_context(&state.name, entered_ms, None);
-        if let Value::Object(ctx) = &mut self.ctx {
-            ctx.insert("Map".into(), json!({ "Item": { "Index": slot, "Value": item } }));
-        }
-        self.eval_template(parent, selector, &input)
-    }
-
-    fn thread_ended(&mut self, thread: ThreadId) {
-        let Some(t) = self.ex.threads.get(&thread) else {
-            return;
-        };
-        let Some(link) = t.parent else {
-            return self.root_ended();
-        };
-        let child = self.ex.threads.remove(&thread).expect("present");
-        let parent = link.thread;
-        let slot = link.slot as usize;
-        let Some(Thread { cursor: Cursor::Join(join), .. }) = self.ex.threads.get_mut(&parent) else {
-            return;
-        };
-        join.child_ledgers[slot] = child.ledger;
-        join.running = join.running.saturating_sub(1);
-        join.children.retain(|c| *c != thread);
-        let is_map = join.is_map;
-        let state_name = join.visit.state.clone();
-        let scoped = self.scoped(parent, &state_name);
-        match child.cursor {
-            Cursor::Done(output) => {
-                if let Cursor::Join(join) = &mut self.thread_mut(parent).cursor {
-                    join.results[slot] = Some(output);
-                }
-                if is_map {
-                    self.emit(EventKind::MapIterationSucceeded, Some(scoped), json!({ "index": slot }));
-                }
-            }
-            Cursor::Failed { error, cause } => {
-                let failure = Failure { error: (!error.is_empty()).then_some(error), cause };
-                if is_map {
-                    self.emit(
-                        EventKind::MapIterationFailed,
-                        Some(scoped),
-                        json!({ "index": slot, "error": failure.error, "cause": failure.cause }),
-                    );
-                    let Cursor::Join(join) = &mut self.thread_mut(parent).cursor else { unreachable!("join") };
-                    join.failures += 1;
-                    join.results[slot] = Some(failure.output());
-                    if join.failures <= join.tolerated_failures && !errors::is_terminal(failure.name()) {
-                        return self.join_progress(parent);
-                    }
-                    let failure = if join.tolerated_failures > 0 {
-                        Failure::new(
-                            errors::EXCEED_TOLERATED_FAILURE_THRESHOLD,
-                            "The specified tolerated failure threshold was exceeded",
-                        )
-                    } else {
-                        failure
-                    };
-                    return self.join_failed(parent, failure);
-                }
-                return self.join_failed(parent, failure);
-            }
-            _ => {}
-        }
-        self.join_progress(parent);
-    }
-
-    /// Start more Map iterations if allowed, or complete the join when nothing is left.
-    fn join_progress(&mut self, parent: ThreadId) {
-        let (state_name, to_spawn, complete) = {
-            let Cursor::Join(join) = &mut self.thread_mut(parent).cursor else {
-                return;
-            };
-            let mut to_spawn = Vec::new();
-            if join.is_map {
-                let limit = if join.max_concurrency == 0 { u64::MAX } else { join.max_concurrency };
-                while join.next_item < join.items.len() && join.running < limit {
-                    to_spawn.push(join.next_item);
-                    join.next_item += 1;
-                    join.running += 1;
-                }
-            }
-            let complete = join.running == 0 && join.next_item >= join.items.len() && to_spawn.is_empty();
-            (join.visit.state.clone(), to_spawn, complete)
-        };
-        if complete {
-            return self.join_complete(parent);
-        }
-        let def = self.def;
-        let steps = self.thread(parent).machine.clone();
-        let state = &machine_of(def, &steps).states[state_name.as_str()];
-        for slot in to_spawn {
-            self.spawn_child(parent, state, slot);
-        }
-    }
-
-    fn join_complete(&mut self, parent: ThreadId) {
-        let Cursor::Join(join) = std::mem::replace(&mut self.thread_mut(parent).cursor, Cursor::Aborted) else {
-            return;
-        };
-        let join = *join;
-        self.push_group(parent, &join.visit.state, join.child_ledgers);
-        let def = self.def;
-        let steps = self.thread(parent).machine.clone();
-        let state = &machine_of(def, &steps).states[join.visit.state.as_str()];
-        let scoped = self.scoped(parent, &join.visit.state);
-        let kind = if join.is_map { EventKind::MapStateSucceeded } else { EventKind::ParallelStateSucceeded };
-        self.emit(kind, Some(scoped), Value::Null);
-        let results = Value::Array(join.results.into_iter().map(|r| r.unwrap_or(Value::Null)).collect());
-        let visit = join.visit;
-        self.set_state_context(&visit.state, visit.entered_ms, None);
-        let r = resilience(&state.kind).expect("joins are Parallel or Map");
-        if let Err(failure) =
-            self.finish_state(parent, state, visit, &r.result_path, r.result_selector.as_ref(), results)
-        {
-            self.end_thread(parent, Cursor::Failed { error: failure.name().into(), cause: failure.cause });
-        }
-    }
-
-    fn join_failed(&mut self, parent: ThreadId, failure: Failure) {
-        let children = match &self.thread(parent).cursor {
-            Cursor::Join(join) => join.children.clone(),
-            _ => return,
-        };
-        for child in children {
-            self.abort_thread(child);
-            self.collect_child(parent, child);
-        }
-        let Cursor::Join(join) = std::mem::replace(&mut self.thread_mut(parent).cursor, Cursor::Aborted) else {
-            return;
-        };
-        let join = *join;
-        self.push_group(parent, &join.visit.state, join.child_ledgers);
-        let scoped = self.scoped(parent, &join.visit.state);
-        let kind = if join.is_map { EventKind::MapStateFailed } else { EventKind::ParallelStateFailed };
-        self.emit(kind, Some(scoped), json!({ "error": failure.error, "cause": failure.cause }));
-        let def = self.def;
-        let steps = self.thread(parent).machine.clone();
-        let state = &machine_of(def, &steps).states[join.visit.state.as_str()];
-        let visit = join.visit;
-        self.set_state_context(&visit.state, visit.entered_ms, None);
-        self.state_failed(parent, state, visit, failure, false);
-    }
-
-    /// Move an aborted child's ledger into its parent's join and drop the child.
-    fn collect_child(&mut self, parent: ThreadId, child: ThreadId) {
-        let Some(c) = self.ex.threads.remove(&child) else {
-            return;
-        };
-        let slot = c.parent.map(|l| l.slot as usize).unwrap_or(0);
-        if let Cursor::Join(join) = &mut self.thread_mut(parent).cursor {
-            if let Some(l) = join.child_ledgers.get_mut(slot) {
-                *l = c.ledger;
-            }
-            join.children.retain(|x| *x != child);
-        }
     }
 
     /// Stop a thread and everything under it: abandon its calls and timers, and record
@@ -1488,7 +848,7 @@ impl Runner<'_> {
         }
     }
 
-    fn push_ledger(
+    pub(super) fn push_ledger(
         &mut self,
         thread: ThreadId,
         visit: &Visit,
@@ -1508,7 +868,7 @@ impl Runner<'_> {
         self.thread_mut(thread).ledger.push(entry);
     }
 
-    fn push_group(&mut self, thread: ThreadId, state: &str, lanes: Vec<Vec<LedgerEntry>>) {
+    pub(super) fn push_group(&mut self, thread: ThreadId, state: &str, lanes: Vec<Vec<LedgerEntry>>) {
         if lanes.iter().all(Vec::is_empty) {
             return;
         }
@@ -1518,7 +878,7 @@ impl Runner<'_> {
 
     // ---------------------------------------------------------------- the end
 
-    fn root_ended(&mut self) {
+    pub(super) fn root_ended(&mut self) {
         let cursor = std::mem::replace(&mut self.thread_mut(0).cursor, Cursor::Aborted);
         match cursor {
             Cursor::Done(output) => {
@@ -1536,7 +896,7 @@ impl Runner<'_> {
 
     /// The history reached its limit: no new state starts; the execution fails and
     /// compensates (compensation events may go past the limit, so what is owed is paid).
-    fn history_full(&mut self) {
+    pub(super) fn history_full(&mut self) {
         if self.ex.status != Status::Running {
             return;
         }
@@ -1551,7 +911,7 @@ impl Runner<'_> {
         ));
     }
 
-    fn on_execution_timeout(&mut self) {
+    pub(super) fn on_execution_timeout(&mut self) {
         self.ex.timeout_timer = None;
         if self.ex.status != Status::Running {
             return;
@@ -1575,7 +935,7 @@ pub(crate) fn machine_of<'d>(def: &'d Definition, steps: &[MachineStep]) -> &'d 
     machine
 }
 
-fn resilience(kind: &StateKind) -> Option<&Resilience> {
+pub(super) fn resilience(kind: &StateKind) -> Option<&Resilience> {
     match kind {
         StateKind::Task(t) => Some(&t.resilience),
         StateKind::Parallel(p) => Some(&p.resilience),
@@ -1584,7 +944,7 @@ fn resilience(kind: &StateKind) -> Option<&Resilience> {
     }
 }
 
-fn entered_kind(kind: &StateKind) -> EventKind {
+pub(super) fn entered_kind(kind: &StateKind) -> EventKind {
     match kind {
         StateKind::Pass(_) => EventKind::PassStateEntered,
         StateKind::Task(_) => EventKind::TaskStateEntered,
@@ -1597,7 +957,7 @@ fn entered_kind(kind: &StateKind) -> EventKind {
     }
 }
 
-fn exited_kind(kind: &StateKind) -> EventKind {
+pub(super) fn exited_kind(kind: &StateKind) -> EventKind {
     match kind {
         StateKind::Pass(_) => EventKind::PassStateExited,
         StateKind::Task(_) => EventKind::TaskStateExited,
@@ -1609,92 +969,4 @@ fn exited_kind(kind: &StateKind) -> EventKind {
         // A Fail state never exits: the failure ends its thread.
         StateKind::Fail(_) => unreachable!("Fail states do not exit"),
     }
-}
-
-/// An integer, or a string holding one: AWS accepts `"1"` where a count is read from data.
-fn as_integer(value: &Value) -> Option<i64> {
-    match value {
-        Value::Number(n) => n.as_i64(),
-        Value::String(s) => s.trim().parse().ok(),
-        _ => None,
-    }
-}
-
-/// A number, or a string holding one.
-fn as_float(value: &Value) -> Option<f64> {
-    match value {
-        Value::Number(n) => n.as_f64(),
-        Value::String(s) => s.trim().parse().ok().filter(|f: &f64| f.is_finite()),
-        _ => None,
-    }
-}
-
-/// ISO-8601 with milliseconds, as `$$.Execution.StartTime` shows it.
-pub(crate) fn format_time(ms: i64) -> String {
-    DateTime::from_timestamp_millis(ms).map(|t| t.to_rfc3339_opts(SecondsFormat::Millis, true)).unwrap_or_default()
-}
-
-fn compact(value: &Value) -> String {
-    serde_json::to_string(value).unwrap_or_default()
-}
-
-/// A value as AWS quotes it inside messages: strings bare, everything else as JSON.
-fn display_plain(value: &Value) -> String {
-    match value {
-        Value::String(s) => s.clone(),
-        other => compact(other),
-    }
-}
-
-/// Whether a value's compact JSON text is over the payload limit.
-pub(crate) fn over_limit(value: &Value) -> bool {
-    size_upper_bound(value, PAYLOAD_LIMIT_BYTES) > PAYLOAD_LIMIT_BYTES && json_size(value) > PAYLOAD_LIMIT_BYTES
-}
-
-/// An upper bound of the compact JSON size (every character escaped as `\uXXXX`, every
-/// number at its longest), cheap to compute; stops counting once past `stop`.
-fn size_upper_bound(value: &Value, stop: usize) -> usize {
-    fn walk(value: &Value, total: &mut usize, stop: usize) {
-        if *total > stop {
-            return;
-        }
-        match value {
-            Value::Null | Value::Bool(_) => *total += 5,
-            Value::Number(_) => *total += 24,
-            Value::String(s) => *total += s.len() * 6 + 2,
-            Value::Array(items) => {
-                *total += 2 + items.len();
-                for item in items {
-                    walk(item, total, stop);
-                }
-            }
-            Value::Object(map) => {
-                *total += 2 + map.len() * 2;
-                for (k, v) in map {
-                    *total += k.len() * 6 + 2;
-                    walk(v, total, stop);
-                }
-            }
-        }
-    }
-    let mut total = 0;
-    walk(value, &mut total, stop);
-    total
-}
-
-/// Size of a value's compact JSON text, without building the text.
-pub(crate) fn json_size(value: &Value) -> usize {
-    struct Counter(usize);
-    impl std::io::Write for Counter {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0 += buf.len();
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-    let mut counter = Counter(0);
-    let _ = serde_json::to_writer(&mut counter, value);
-    counter.0
 }
