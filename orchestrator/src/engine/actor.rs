@@ -27,8 +27,19 @@ pub(crate) struct Handle {
 
 #[derive(Debug)]
 pub(crate) enum Msg {
-    CallDone { id: WorkId, outcome: CallOutcome },
-    Request { inbox_id: i64, event: Event },
+    CallDone {
+        id: WorkId,
+        outcome: CallOutcome,
+    },
+    Request {
+        inbox_id: i64,
+        event: Event,
+    },
+    /// An inbox request nobody can read: consume it, or the execution is re-claimed for it
+    /// again and again.
+    Discard {
+        inbox_id: i64,
+    },
     LeaseLost,
 }
 
@@ -58,7 +69,7 @@ enum Stop {
 }
 
 impl Actor {
-    pub(crate) async fn run(mut self, actions: Vec<Action>, inbox: Vec<(i64, Event)>) {
+    pub(crate) async fn run(mut self, actions: Vec<Action>, inbox: Vec<(i64, Option<Event>)>) {
         let stop = self.run_inner(actions, inbox).await;
         for (_, call) in self.calls.drain() {
             call.abort();
@@ -75,7 +86,7 @@ impl Actor {
         }
     }
 
-    async fn run_inner(&mut self, actions: Vec<Action>, inbox: Vec<(i64, Event)>) -> Stop {
+    async fn run_inner(&mut self, actions: Vec<Action>, inbox: Vec<(i64, Option<Event>)>) -> Stop {
         // Whatever was outstanding when this replica took over goes out again; calls keep
         // their idempotency keys, so participants answer repeats with their first answer.
         self.act(actions);
@@ -83,7 +94,11 @@ impl Actor {
             return Stop::Settled;
         }
         for (inbox_id, event) in inbox {
-            if let Some(stop) = self.apply_request(inbox_id, event).await {
+            let stop = match event {
+                Some(event) => self.apply_request(inbox_id, event).await,
+                None => self.discard(inbox_id).await,
+            };
+            if let Some(stop) = stop {
                 return stop;
             }
         }
@@ -111,6 +126,7 @@ impl Actor {
                             self.apply(event, Vec::new()).await
                         }
                         Msg::Request { inbox_id, event } => self.apply_request(inbox_id, event).await,
+                        Msg::Discard { inbox_id } => self.discard(inbox_id).await,
                         Msg::LeaseLost => Some(Stop::LeaseLost),
                     };
                     if let Some(stop) = stop {
@@ -135,6 +151,21 @@ impl Actor {
             return None;
         }
         self.apply(event, vec![inbox_id]).await
+    }
+
+    /// Consume an unreadable inbox request with an otherwise empty commit.
+    async fn discard(&mut self, inbox_id: i64) -> Option<Stop> {
+        if !self.delivered.insert(inbox_id) {
+            return None;
+        }
+        warn!(execution = %self.id, inbox = inbox_id, "discarding an unreadable inbox request");
+        let owner = &self.engine.inner.config.owner;
+        let transition =
+            transition(self.id, self.epoch, owner, &self.execution, &Step::default(), vec![inbox_id]).ok()?;
+        if let Err(stop) = self.commit(transition).await {
+            return Some(stop);
+        }
+        settled(self.execution.status).then_some(Stop::Settled)
     }
 
     /// Step, commit, act. `Some` when the actor must stop.

@@ -361,7 +361,7 @@ impl Engine {
         execution: Execution,
         timers: Vec<(u64, i64)>,
         actions: Vec<interpreter::Action>,
-        inbox: Vec<(i64, Event)>,
+        inbox: Vec<(i64, Option<Event>)>,
     ) {
         let (tx, rx) = mpsc::channel(1024);
         {
@@ -440,7 +440,7 @@ impl Engine {
         let inbox = claimed
             .inbox
             .into_iter()
-            .filter_map(|item| serde_json::from_value::<Event>(item.request).ok().map(|e| (item.id, e)))
+            .map(|item| (item.id, serde_json::from_value::<Event>(item.request).ok()))
             .collect();
         self.spawn_actor(id, claimed.epoch, definition, execution, timers, actions, inbox).await;
         Ok(())
@@ -490,13 +490,12 @@ impl Engine {
             };
             let actors = self.inner.actors.lock().await;
             for item in items {
-                let Ok(event) = serde_json::from_value::<Event>(item.request.clone()) else {
-                    warn!(inbox = item.id, "unreadable inbox request ignored");
-                    continue;
+                let Some(handle) = actors.get(&item.execution_id) else { continue };
+                let msg = match serde_json::from_value::<Event>(item.request.clone()) {
+                    Ok(event) => actor::Msg::Request { inbox_id: item.id, event },
+                    Err(_) => actor::Msg::Discard { inbox_id: item.id },
                 };
-                if let Some(handle) = actors.get(&item.execution_id) {
-                    let _ = handle.tx.try_send(actor::Msg::Request { inbox_id: item.id, event });
-                }
+                let _ = handle.tx.try_send(msg);
             }
         }
     }
