@@ -5,11 +5,13 @@
 //! - [`cli`]: the `sagaflow` command line, one module per command.
 //! - [`store`]: durable storage behind one trait: PostgreSQL (replicas share it) and SQLite (embedded).
 //! - [`engine`]: owns executions through leases; step, commit, then act.
+//! - [`bench`]: `sagaflow bench`, the engine measured against a real PostgreSQL.
 //! - [`api`]: the gRPC services (OrderService, SagaService, health, reflection).
 //! - [`demo`]: the whole system in one process (`sagaflow demo`, `sagaflow dev`).
 //! - [`invoker`]: gRPC calls to participants, typed at run time through reflection.
 
 pub mod api;
+pub mod bench;
 pub mod cli;
 pub mod demo;
 pub mod engine;

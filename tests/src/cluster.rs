@@ -69,6 +69,30 @@ fn with_database(url: &str, name: &str) -> String {
     out
 }
 
+/// A fresh, empty database on the `DATABASE_URL` server: its URL and a guard that drops it.
+pub async fn fresh_database(prefix: &str) -> anyhow::Result<(String, FreshDatabase)> {
+    let admin_url = database_url()?;
+    let name = format!("{prefix}_{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
+    let mut admin = sqlx::PgConnection::connect(&admin_url).await.context("connecting to DATABASE_URL")?;
+    sqlx::query(&format!("CREATE DATABASE \"{name}\"")).execute(&mut admin).await?;
+    Ok((with_database(&admin_url, &name), FreshDatabase { admin_url, name }))
+}
+
+/// A database made by [`fresh_database`]; [`FreshDatabase::drop_it`] removes it.
+#[derive(Debug)]
+pub struct FreshDatabase {
+    admin_url: String,
+    pub name: String,
+}
+
+impl FreshDatabase {
+    pub async fn drop_it(self) -> anyhow::Result<()> {
+        let mut admin = sqlx::PgConnection::connect(&self.admin_url).await?;
+        sqlx::query(&format!("DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)", self.name)).execute(&mut admin).await?;
+        Ok(())
+    }
+}
+
 impl Cluster {
     pub async fn start(options: Options) -> anyhow::Result<Cluster> {
         let admin_url = database_url()?;

@@ -1,6 +1,7 @@
 //! The `sagaflow` command line: argument parsing and dispatch to one module per command.
 
 pub mod actions;
+pub mod bench;
 pub mod chaos;
 pub mod client;
 pub mod definitions;
@@ -86,6 +87,8 @@ pub enum Command {
     Stuck(stuck::StuckArgs),
     /// Inject faults into a participant (errors, latency, applied-then-failed calls) through its Chaos service.
     Chaos(chaos::ChaosArgs),
+    /// Measure the engine against a real PostgreSQL: sagas/s, latency, commits, WAL, memory.
+    Bench(bench::BenchArgs),
 }
 
 /// How a command prints its result.
@@ -117,6 +120,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Terminate(args) => block_on(actions::run(args.act, actions::Act::Terminate(args.reason))),
         Command::Stuck(args) => block_on(stuck::run(args)),
         Command::Chaos(args) => block_on(chaos::run(args)),
+        Command::Bench(args) => bench::run(args),
     }
 }
 
