@@ -205,20 +205,25 @@ impl Actor {
     /// execution is taken over again from its last committed state.
     async fn commit(&self, transition: Transition) -> Result<(), Stop> {
         let mut delay = Duration::from_millis(50);
-        let batch = [transition];
+        let mut transition = transition;
         loop {
-            match self.engine.inner.store.commit(&batch).await {
+            let failed = match self.engine.inner.committer.commit(transition).await {
                 Ok(()) => return Ok(()),
-                Err(StoreError::LeaseLost(_)) => return Err(Stop::LeaseLost),
-                Err(StoreError::Unavailable(e)) => {
+                Err(failed) => failed,
+            };
+            match (failed.error, failed.transition) {
+                (StoreError::LeaseLost(_), _) => return Err(Stop::LeaseLost),
+                (_, None) => return Err(Stop::Shutdown),
+                (StoreError::Unavailable(e), Some(back)) => {
                     warn!(execution = %self.id, error = %e, retry_in = ?delay, "database unavailable; retrying the commit");
                     tokio::select! {
                         _ = tokio::time::sleep(delay) => {}
                         _ = self.engine.inner.cancel.cancelled() => return Err(Stop::Shutdown),
                     }
                     delay = (delay * 2).min(Duration::from_secs(2));
+                    transition = *back;
                 }
-                Err(e) => {
+                (e, Some(_)) => {
                     tracing::error!(execution = %self.id, error = %e, "commit refused; leaving the execution to be taken over from its last committed state");
                     return Err(Stop::Refused);
                 }

@@ -6,8 +6,10 @@
 //!
 //! - [`actor`]: one execution: step, commit, act.
 //! - [`definitions`]: compiled definitions by id, and registration from files.
+//! - `committer`: group commit, so many executions share each database transaction.
 
 pub mod actor;
+mod committer;
 pub mod definitions;
 
 use std::collections::HashMap;
@@ -120,11 +122,16 @@ pub(crate) struct Inner {
     pub(crate) watchers: std::sync::Mutex<HashMap<Uuid, watch::Sender<Status>>>,
     pub(crate) cancel: CancellationToken,
     pub(crate) tracker: TaskTracker,
+    /// Where every actor's transitions are committed, batched with others'.
+    pub(crate) committer: committer::Committer,
 }
 
 impl Engine {
     pub fn new(store: Arc<dyn Store>, invoker: Arc<dyn Invoker>, config: EngineConfig) -> Self {
         let definitions = Definitions::new(store.clone());
+        let cancel = CancellationToken::new();
+        let tracker = TaskTracker::new();
+        let committer = committer::Committer::spawn(store.clone(), cancel.clone(), &tracker);
         Engine {
             inner: Arc::new(Inner {
                 store,
@@ -133,8 +140,9 @@ impl Engine {
                 config,
                 actors: Mutex::new(HashMap::new()),
                 watchers: std::sync::Mutex::new(HashMap::new()),
-                cancel: CancellationToken::new(),
-                tracker: TaskTracker::new(),
+                cancel,
+                tracker,
+                committer,
             }),
         }
     }
