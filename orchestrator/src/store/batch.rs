@@ -11,7 +11,7 @@ use sagaflow_language::interpreter::EventKind;
 use serde_json::Value;
 use uuid::Uuid;
 
-use crate::store::{StoreError, Transition};
+use crate::store::{NewExecution, StoreError, Transition};
 
 /// Column arrays, in parameter order of the PostgreSQL commit statement (`UNNEST`).
 #[derive(Debug, Default)]
@@ -75,6 +75,30 @@ impl From<BatchError> for StoreError {
 }
 
 impl CommitColumns {
+    /// The columns of a new execution's first transition, applied as its creator's own
+    /// (owner = `new.owner`, epoch 1) whatever lease fields it carries: no earlier lease could
+    /// fence it. Also its last event id and redrive count. Its history must start at event 1.
+    pub(super) fn for_creation(
+        new: &NewExecution,
+        mut first: Transition,
+    ) -> Result<(CommitColumns, Transition, i64, i32), StoreError> {
+        first.execution_id = new.id;
+        first.owner = new.owner.clone();
+        first.epoch = 1;
+        let c = CommitColumns::build(std::slice::from_ref(&first))?;
+        if let Some(Some(start)) = c.first_event_ids.first()
+            && *start != 1
+        {
+            return Err(StoreError::Database(format!(
+                "the history of new execution {} must start at event 1, not {start}",
+                new.id
+            )));
+        }
+        let last_event_id = c.last_event_ids.first().copied().flatten().unwrap_or(0);
+        let redrives = c.redrives.first().copied().unwrap_or(0);
+        Ok((c, first, last_event_id, redrives))
+    }
+
     /// Merge and flatten. Transitions of one execution apply in the order given: the row
     /// takes the last one's status and snapshot, events are concatenated, and timers net out
     /// (within one transition additions apply before removals, so a timer armed and

@@ -195,23 +195,7 @@ impl Store for PostgresStore {
     }
 
     async fn create_execution(&self, new: NewExecution, first: Transition) -> Result<Created, StoreError> {
-        // The first transition is applied as the creator's own (owner = new.owner, epoch 1),
-        // whatever lease fields it carries: there is no earlier lease it could be fenced by.
-        let mut first = first;
-        first.execution_id = new.id;
-        first.owner = new.owner.clone();
-        first.epoch = 1;
-        let c = CommitColumns::build(std::slice::from_ref(&first))?;
-        if let Some(Some(start)) = c.first_event_ids.first()
-            && *start != 1
-        {
-            return Err(StoreError::Database(format!(
-                "the history of new execution {} must start at event 1, not {start}",
-                new.id
-            )));
-        }
-        let last_event_id = c.last_event_ids.first().copied().flatten().unwrap_or(0);
-        let redrives = c.redrives.first().copied().unwrap_or(0);
+        let (c, first, last_event_id, redrives) = CommitColumns::for_creation(&new, first)?;
         let lease_seconds = new.lease.as_secs_f64();
 
         for _ in 0..INSERT_RACE_RETRIES {
