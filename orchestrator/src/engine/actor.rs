@@ -160,8 +160,10 @@ impl Actor {
         }
         warn!(execution = %self.id, inbox = inbox_id, "discarding an unreadable inbox request");
         let owner = &self.engine.inner.config.owner;
-        let transition =
-            transition(self.id, self.epoch, owner, &self.execution, &Step::default(), vec![inbox_id]).ok()?;
+        let Ok(transition) = transition(self.id, self.epoch, owner, &self.execution, &Step::default(), vec![inbox_id])
+        else {
+            return Some(Stop::Refused);
+        };
         if let Err(stop) = self.commit(transition).await {
             return Some(stop);
         }
@@ -170,7 +172,6 @@ impl Actor {
 
     /// Step, commit, act. `Some` when the actor must stop.
     async fn apply(&mut self, event: Event, inbox: Vec<i64>) -> Option<Stop> {
-        let before = self.execution.clone();
         let now = Utc::now().timestamp_millis();
         let step = match interpreter::step(&self.definition, &mut self.execution, Envelope { now_ms: now, event }) {
             Ok(step) => step,
@@ -188,9 +189,10 @@ impl Actor {
         let transition = match transition(self.id, self.epoch, owner, &self.execution, &step, inbox) {
             Ok(t) => t,
             Err(e) => {
-                warn!(execution = %self.id, error = %e, "could not record a step; the execution stays as it was");
-                self.execution = before;
-                return None;
+                // The state in memory moved on but cannot be recorded: leave the execution to
+                // be taken over from its last committed state, as after a refused commit.
+                tracing::error!(execution = %self.id, error = %e, "could not record a step");
+                return Some(Stop::Refused);
             }
         };
         if let Err(stop) = self.commit(transition).await {
