@@ -9,6 +9,8 @@
 //! - [`api`]: the gRPC services (OrderService, SagaService, health, reflection).
 //! - [`demo`]: the whole system in one process (`sagaflow demo`, `sagaflow dev`).
 //! - [`invoker`]: gRPC calls to participants, typed at run time through reflection.
+//! - [`security`]: TLS, bearer-token authentication and field redaction.
+//! - [`telemetry`]: logs, a trace per saga (OTLP) and Prometheus metrics.
 
 pub mod api;
 pub mod bench;
@@ -16,4 +18,6 @@ pub mod cli;
 pub mod demo;
 pub mod engine;
 pub mod invoker;
+pub mod security;
 pub mod store;
+pub mod telemetry;

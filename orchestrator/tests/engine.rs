@@ -39,6 +39,7 @@ async fn an_unreadable_inbox_request_is_consumed_not_retried_forever() {
         claim_interval: Duration::from_millis(50),
         claim_batch: 16,
         inbox_interval: Duration::from_millis(50),
+        metrics: None,
     };
     let engine = Engine::new(store.clone(), Arc::new(Echo), config);
     engine.definitions().register("work", DEFINITION).await.expect("register");

@@ -206,6 +206,7 @@ fn new_execution(id: Uuid, definition_id: i64, owner: &str, lease: Duration) -> 
         request_hash: "request-1".into(),
         owner: owner.to_owned(),
         lease,
+        trace_parent: None,
     }
 }
 

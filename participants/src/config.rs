@@ -1,10 +1,13 @@
 //! The `sagaflow-participant` command line: flags, each also read from a `SAGAFLOW_*`
 //! environment variable (`DATABASE_URL` as is), checked into a [`Config`].
 
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
 
+use crate::kit::telemetry::LogFormat;
 use crate::server::ServiceKind;
 
 /// Which participant(s) one process serves.
@@ -77,6 +80,30 @@ pub struct Cli {
     /// Database connections per process.
     #[arg(long, env = "SAGAFLOW_DB_MAX_CONNECTIONS", default_value_t = 10)]
     pub db_max_connections: u32,
+
+    /// Serve over TLS with this certificate chain (PEM); needs --tls-key. Plaintext when unset.
+    #[arg(long, env = "SAGAFLOW_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// The private key (PEM) of --tls-cert.
+    #[arg(long, env = "SAGAFLOW_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
+
+    /// Require callers to present a certificate signed by this CA (PEM): mutual TLS, so only
+    /// orchestrators holding such a certificate may call (needs --tls-cert).
+    #[arg(long, env = "SAGAFLOW_TLS_CLIENT_CA")]
+    pub tls_client_ca: Option<PathBuf>,
+
+    /// Serve Prometheus metrics (calls, errors, injected faults) at `http://ADDR/metrics`,
+    /// e.g. `127.0.0.1:9465`. Off when unset.
+    #[arg(long, env = "SAGAFLOW_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
+
+    /// Log lines on stderr as `human` text or `json` objects. Traces are exported over OTLP
+    /// when `OTEL_EXPORTER_OTLP_ENDPOINT` is set (service name `OTEL_SERVICE_NAME`, default
+    /// `sagaflow-participant`).
+    #[arg(long, value_enum, env = "SAGAFLOW_LOG_FORMAT", default_value_t = LogFormat::Human)]
+    pub log_format: LogFormat,
 }
 
 /// A checked participant configuration.
@@ -92,6 +119,43 @@ pub struct Config {
     pub expiry_sweep_interval: Duration,
     /// Pool size (10).
     pub max_connections: u32,
+    /// TLS files; `None`: plaintext.
+    pub tls: Option<TlsFiles>,
+    /// Where `/metrics` is served; `None`: not served.
+    pub metrics_listen: Option<SocketAddr>,
+    pub log_format: LogFormat,
+}
+
+/// The PEM files of a participant serving TLS.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// The certificate chain the participant presents.
+    pub cert: PathBuf,
+    /// Its private key.
+    pub key: PathBuf,
+    /// Callers must present a certificate signed by this CA; `None`: any caller (TLS only).
+    pub client_ca: Option<PathBuf>,
+}
+
+impl TlsFiles {
+    /// Read the files into tonic's server configuration (parsed when the server starts).
+    pub fn load(&self) -> Result<tonic::transport::ServerTlsConfig, ConfigError> {
+        let read = |path: &Path, what: &str| {
+            let bytes = std::fs::read(path)
+                .map_err(|e| ConfigError(format!("cannot read the TLS {what} {}: {e}", path.display())))?;
+            if !String::from_utf8_lossy(&bytes).contains("-----BEGIN ") {
+                return Err(ConfigError(format!("the TLS {what} {} is not a PEM file", path.display())));
+            }
+            Ok(bytes)
+        };
+        let identity = tonic::transport::Identity::from_pem(read(&self.cert, "certificate")?, read(&self.key, "key")?);
+        // A handshake that never finishes must not hold a connection for ever.
+        let mut config = tonic::transport::ServerTlsConfig::new().identity(identity).timeout(Duration::from_secs(10));
+        if let Some(ca) = &self.client_ca {
+            config = config.client_ca_root(tonic::transport::Certificate::from_pem(read(ca, "client CA")?));
+        }
+        Ok(config)
+    }
 }
 
 /// A configuration that cannot work, with what to change.
@@ -119,6 +183,19 @@ impl Cli {
         if self.db_max_connections == 0 {
             return Err(ConfigError("--db-max-connections must be at least 1".into()));
         }
+        let tls = match (self.tls_cert, self.tls_key) {
+            (Some(cert), Some(key)) => Some(TlsFiles { cert, key, client_ca: self.tls_client_ca }),
+            (None, None) if self.tls_client_ca.is_some() => {
+                return Err(ConfigError("--tls-client-ca requires TLS: set --tls-cert and --tls-key too".into()));
+            }
+            (None, None) => None,
+            (Some(_), None) => {
+                return Err(ConfigError("--tls-cert is set: set --tls-key (its private key) too".into()));
+            }
+            (None, Some(_)) => {
+                return Err(ConfigError("--tls-key is set: set --tls-cert (its certificate) too".into()));
+            }
+        };
         Ok(Config {
             services: self.participant.services(),
             listen: self.listen.unwrap_or_else(|| self.participant.default_listen().to_owned()),
@@ -127,6 +204,9 @@ impl Cli {
             reservation_ttl: self.reservation_ttl,
             expiry_sweep_interval: self.expiry_sweep_interval,
             max_connections: self.db_max_connections,
+            tls,
+            metrics_listen: self.metrics_listen,
+            log_format: self.log_format,
         })
     }
 }
@@ -150,6 +230,22 @@ mod tests {
         assert_eq!(config.listen, "127.0.0.1:50060");
         assert!(config.seed_demo_catalog);
         assert_eq!(config.reservation_ttl, Duration::from_secs(1800));
+    }
+
+    #[test]
+    fn tls_files_come_in_pairs() {
+        let parse = |extra: &[&str]| {
+            let mut args = vec!["sagaflow-participant", "payment", "--database-url", "postgres://localhost/x"];
+            args.extend_from_slice(extra);
+            Cli::try_parse_from(args).expect("valid flags").into_config()
+        };
+        assert_eq!(parse(&[]).expect("plaintext").tls, None);
+        let tls = parse(&["--tls-cert", "c.pem", "--tls-key", "k.pem", "--tls-client-ca", "ca.pem"]).expect("mTLS").tls;
+        assert_eq!(tls.and_then(|t| t.client_ca), Some(PathBuf::from("ca.pem")));
+        assert!(parse(&["--tls-cert", "c.pem"]).expect_err("no key").to_string().contains("--tls-key"));
+        assert!(parse(&["--tls-client-ca", "ca.pem"]).expect_err("no cert").to_string().contains("--tls-cert"));
+        let missing = TlsFiles { cert: "/nonexistent/c.pem".into(), key: "/nonexistent/k.pem".into(), client_ca: None };
+        assert!(missing.load().expect_err("missing").to_string().contains("/nonexistent/c.pem"));
     }
 
     #[test]

@@ -6,14 +6,11 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use clap::Parser;
 use sagaflow_participants::config::Cli;
+use sagaflow_participants::kit::telemetry::{self, TelemetryOptions};
 use tokio_util::sync::CancellationToken;
-use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
-        .init();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
@@ -24,16 +21,27 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
+    let log_format = cli.log_format;
     let config = cli.into_config()?;
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
-    runtime.block_on(async {
+    // The OTLP exporter's channel lives on the runtime, so telemetry starts inside it.
+    let telemetry = runtime.block_on(async {
+        telemetry::init(&TelemetryOptions {
+            service_name: "sagaflow-participant",
+            log_format,
+            directives: "info".to_owned(),
+        })
+    })?;
+    let result = runtime.block_on(async {
         let shutdown = CancellationToken::new();
         let signals = tokio::spawn(cancel_on_signal(shutdown.clone()));
         let result = sagaflow_participants::run(config, shutdown.clone()).await.context("the participant failed");
         shutdown.cancel();
         signals.abort();
         result
-    })
+    });
+    telemetry.shutdown();
+    result
 }
 
 /// Cancels `shutdown` on Ctrl-C or SIGTERM.

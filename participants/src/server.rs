@@ -27,6 +27,8 @@ use crate::kit::chaos::{ChaosApi, FaultLayer, Faults};
 use crate::kit::clock::{Clock, SystemClock};
 use crate::kit::error::chain;
 use crate::kit::store::StoreError;
+use crate::kit::telemetry::metrics_http;
+use crate::kit::telemetry::rpc::{ParticipantMetrics, RpcLayer};
 use crate::payment::PaymentService;
 use crate::{fraud, fulfillment, inventory, payment};
 
@@ -98,6 +100,10 @@ pub enum ServeError {
     },
     #[error("the {service} server task failed: {detail}")]
     Crashed { service: &'static str, detail: String },
+    #[error("TLS cannot be set up: {0}")]
+    Tls(String),
+    #[error(transparent)]
+    MetricsBind(#[from] metrics_http::BindError),
 }
 
 /// How to run the services of one process.
@@ -112,6 +118,10 @@ pub struct ServeOptions {
     pub expiry_sweep_interval: Duration,
     /// The process's faults (shared with the Chaos service).
     pub faults: Faults,
+    /// TLS, with client certificates required when it names a client CA; `None`: plaintext.
+    pub tls: Option<tonic::transport::ServerTlsConfig>,
+    /// Where calls, errors and injected faults are counted; `None`: not counted.
+    pub metrics: Option<ParticipantMetrics>,
 }
 
 impl ServeOptions {
@@ -123,6 +133,8 @@ impl ServeOptions {
             reservation_ttl: DEFAULT_RESERVATION_TTL,
             expiry_sweep_interval: Duration::from_secs(10),
             faults: Faults::default(),
+            tls: None,
+            metrics: None,
         }
     }
 }
@@ -203,8 +215,8 @@ pub async fn serve(
 
     let names: Vec<&str> = services.iter().map(|s| s.grpc_name()).collect();
     match listener.local_addr() {
-        Ok(addr) => tracing::info!(%addr, services = ?names, "participant serving"),
-        Err(_) => tracing::info!(services = ?names, "participant serving"),
+        Ok(addr) => tracing::info!(%addr, services = ?names, tls = options.tls.is_some(), "participant serving"),
+        Err(_) => tracing::info!(services = ?names, tls = options.tls.is_some(), "participant serving"),
     }
     let signal = {
         let shutdown = shutdown.clone();
@@ -218,7 +230,12 @@ pub async fn serve(
             }
         }
     };
-    let result = tonic::transport::Server::builder()
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(tls) = options.tls.clone() {
+        builder = builder.tls_config(tls).map_err(|e| ServeError::Tls(chain(&e)))?;
+    }
+    let result = builder
+        .layer(RpcLayer::new(options.metrics.clone()))
         .add_routes(routes.routes())
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), signal)
         .await;
@@ -251,11 +268,14 @@ async fn sweep_expired_reservations(service: InventoryService, every: Duration, 
 /// Runs one participant process to completion: opens the database its URL names
 /// (PostgreSQL or SQLite), migrates, seeds if asked, binds and serves until `shutdown`.
 pub async fn run(config: crate::config::Config, shutdown: CancellationToken) -> Result<(), ServeError> {
+    // Unreadable TLS files stop the process before it touches the database.
+    let tls = config.tls.as_ref().map(|files| files.load()).transpose().map_err(|e| ServeError::Tls(e.to_string()))?;
     let backend = Backend::open_with(&config.database_url, config.max_connections).await?;
     tracing::info!(backend = ?backend.kind(), "database opened");
-    let options = ServeOptions {
+    let mut options = ServeOptions {
         reservation_ttl: config.reservation_ttl,
         expiry_sweep_interval: config.expiry_sweep_interval,
+        tls,
         ..ServeOptions::new(config.services.clone())
     };
     let result = async {
@@ -263,6 +283,18 @@ pub async fn run(config: crate::config::Config, shutdown: CancellationToken) -> 
         let listener = TcpListener::bind(&config.listen)
             .await
             .map_err(|source| ServeError::Bind { addr: config.listen.clone(), source })?;
+        if let Some(addr) = config.metrics_listen {
+            let metrics_listener = metrics_http::bind(addr).await?;
+            let mut registry = prometheus_client::registry::Registry::default();
+            options.metrics = Some(ParticipantMetrics::register(&mut registry));
+            tracing::info!(addr = %metrics_listener.local_addr().unwrap_or(addr), "metrics at /metrics");
+            let stop = shutdown.clone();
+            metrics_http::spawn(
+                metrics_listener,
+                metrics_http::render_registry(std::sync::Arc::new(registry)),
+                async move { stop.cancelled().await },
+            );
+        }
         serve(backend.clone(), options, listener, shutdown).await
     }
     .await;

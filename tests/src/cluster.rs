@@ -15,7 +15,7 @@ use sagaflow_proto::payment::v1::payment_client::PaymentClient;
 use sagaflow_proto::sagaflow::v1::order_service_client::OrderServiceClient;
 use sagaflow_proto::sagaflow::v1::saga_service_client::SagaServiceClient;
 use sqlx::Connection;
-use tonic::transport::Channel;
+use tonic::transport::{Channel, ClientTlsConfig};
 
 use crate::process::{Process, binary, free_port};
 
@@ -27,11 +27,35 @@ pub struct Options {
     pub replicas: usize,
     /// Lease of each replica: short, so takeovers happen within a test.
     pub lease: Duration,
+    /// The server to make the databases on, as an admin URL (default: `DATABASE_URL`).
+    pub database_url: Option<String>,
+    /// `RUST_LOG` of the replicas (default: `info,sagaflow=debug`).
+    pub log_filter: Option<String>,
+    /// More arguments for every participant process (e.g. TLS files).
+    pub participant_args: Vec<String>,
+    /// More arguments for every `sagaflow serve` replica (e.g. TLS, tokens, redaction).
+    pub serve_args: Vec<String>,
+    /// How the harness reaches participants that serve TLS (CA, client certificate).
+    pub participant_tls: Option<ClientTlsConfig>,
+    /// How the harness reaches replicas whose API serves TLS.
+    pub api_tls: Option<ClientTlsConfig>,
+    /// More environment for every process, participants and replicas (e.g. `OTEL_*`).
+    pub envs: Vec<(String, String)>,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Options { replicas: 1, lease: Duration::from_secs(3) }
+        Options {
+            replicas: 1,
+            lease: Duration::from_secs(3),
+            database_url: None,
+            log_filter: None,
+            participant_args: Vec::new(),
+            serve_args: Vec::new(),
+            participant_tls: None,
+            api_tls: None,
+            envs: Vec::new(),
+        }
     }
 }
 
@@ -42,6 +66,9 @@ pub struct Cluster {
     pub orchestrator_db: String,
     pub participants_db: String,
     pub participants: BTreeMap<&'static str, Process>,
+    /// The URL replicas started from now on use for a participant, where it is not the
+    /// participant's own address (e.g. a fault-injecting proxy in front of it).
+    pub routes: BTreeMap<&'static str, String>,
     pub replicas: Vec<Process>,
     pub log_dir: PathBuf,
     options: Options,
@@ -95,7 +122,10 @@ impl FreshDatabase {
 
 impl Cluster {
     pub async fn start(options: Options) -> anyhow::Result<Cluster> {
-        let admin_url = database_url()?;
+        let admin_url = match &options.database_url {
+            Some(url) => url.clone(),
+            None => database_url()?,
+        };
         let tag = uuid::Uuid::new_v4().simple().to_string()[..10].to_owned();
         let orchestrator = format!("e2e_{tag}_orch");
         let participants = format!("e2e_{tag}_parts");
@@ -111,6 +141,7 @@ impl Cluster {
             admin_url,
             databases: vec![orchestrator, participants],
             participants: BTreeMap::new(),
+            routes: BTreeMap::new(),
             replicas: Vec::new(),
             log_dir,
             options,
@@ -128,7 +159,12 @@ impl Cluster {
             if name == "inventory" {
                 args.push("--seed-demo-catalog".into());
             }
-            let process = Process::start(name, participant_bin.clone(), addr, args, Vec::new(), &cluster.log_dir)?;
+            args.extend(cluster.options.participant_args.iter().cloned());
+            let envs = cluster.options.envs.clone();
+            let mut process = Process::start(name, participant_bin.clone(), addr, args, envs, &cluster.log_dir)?;
+            if let Some(tls) = &cluster.options.participant_tls {
+                process.use_tls(tls.clone());
+            }
             cluster.participants.insert(name, process);
         }
         for p in cluster.participants.values_mut() {
@@ -157,42 +193,54 @@ impl Cluster {
             name.to_owned(),
         ];
         for (participant, process) in &self.participants {
+            let url = self.routes.get(participant).cloned().unwrap_or_else(|| process.url());
             args.push("--participant".into());
-            args.push(format!("{participant}={}", process.url()));
+            args.push(format!("{participant}={url}"));
         }
-        let envs = vec![("RUST_LOG".to_owned(), "info,sagaflow=debug".to_owned())];
+        let filter = self.options.log_filter.clone().unwrap_or_else(|| "info,sagaflow=debug".to_owned());
+        let mut envs = vec![("RUST_LOG".to_owned(), filter)];
+        envs.extend(self.options.envs.iter().cloned());
+        args.extend(self.options.serve_args.iter().cloned());
         let mut process = Process::start(name, binary("sagaflow")?, addr, args, envs, &self.log_dir)?;
+        if let Some(tls) = &self.options.api_tls {
+            process.use_tls(tls.clone());
+        }
         process.ready(READY).await?;
         self.replicas.push(process);
         Ok(self.replicas.len() - 1)
     }
 
-    async fn channel(url: String) -> anyhow::Result<Channel> {
-        Ok(Channel::from_shared(url)?.connect_timeout(Duration::from_secs(5)).connect().await?)
+    /// A connection to one of the processes, over TLS when it serves TLS.
+    pub async fn channel(process: &Process) -> anyhow::Result<Channel> {
+        let mut endpoint = Channel::from_shared(process.url())?.connect_timeout(Duration::from_secs(5));
+        if let Some(tls) = process.tls() {
+            endpoint = endpoint.tls_config(tls.clone())?;
+        }
+        Ok(endpoint.connect().await?)
     }
 
     pub async fn orders(&self, replica: usize) -> anyhow::Result<OrderServiceClient<Channel>> {
-        Ok(OrderServiceClient::new(Self::channel(self.replicas[replica].url()).await?))
+        Ok(OrderServiceClient::new(Self::channel(&self.replicas[replica]).await?))
     }
 
     pub async fn sagas(&self, replica: usize) -> anyhow::Result<SagaServiceClient<Channel>> {
-        Ok(SagaServiceClient::new(Self::channel(self.replicas[replica].url()).await?))
+        Ok(SagaServiceClient::new(Self::channel(&self.replicas[replica]).await?))
     }
 
     pub async fn payment(&self) -> anyhow::Result<PaymentClient<Channel>> {
-        Ok(PaymentClient::new(Self::channel(self.participants["payment"].url()).await?))
+        Ok(PaymentClient::new(Self::channel(&self.participants["payment"]).await?))
     }
 
     pub async fn inventory(&self) -> anyhow::Result<InventoryClient<Channel>> {
-        Ok(InventoryClient::new(Self::channel(self.participants["inventory"].url()).await?))
+        Ok(InventoryClient::new(Self::channel(&self.participants["inventory"]).await?))
     }
 
     pub async fn fulfillment(&self) -> anyhow::Result<FulfillmentClient<Channel>> {
-        Ok(FulfillmentClient::new(Self::channel(self.participants["fulfillment"].url()).await?))
+        Ok(FulfillmentClient::new(Self::channel(&self.participants["fulfillment"]).await?))
     }
 
     pub async fn chaos(&self, participant: &str) -> anyhow::Result<ChaosClient<Channel>> {
-        Ok(ChaosClient::new(Self::channel(self.participants[participant].url()).await?))
+        Ok(ChaosClient::new(Self::channel(&self.participants[participant]).await?))
     }
 
     /// Transactions committed in the orchestrator's database so far (pg_stat_database).

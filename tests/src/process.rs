@@ -8,14 +8,24 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
-/// A binary of this workspace, built next to the test executable (`target/<profile>/`).
+/// A binary of this workspace, built next to the running executable: `target/<profile>/`,
+/// which holds this crate's own binaries and is the parent of the tests' `deps/`.
+/// `SAGAFLOW_BIN_DIR` names another folder.
 pub fn binary(name: &str) -> anyhow::Result<PathBuf> {
     let exe = std::env::current_exe()?;
-    let dir = exe.parent().and_then(Path::parent).context("test executable has no target dir")?;
+    let dir = match std::env::var_os("SAGAFLOW_BIN_DIR") {
+        Some(dir) => PathBuf::from(dir),
+        None => {
+            let here = exe.parent().context("the executable has no folder")?;
+            if here.ends_with("deps") { here.parent().context("test executable has no target dir")? } else { here }
+                .to_path_buf()
+        }
+    };
     let path = dir.join(name);
     if !path.exists() {
         bail!(
-            "{} is missing: build it first with `cargo build --workspace --bins` (./scripts/test.sh does)",
+            "{} is missing: build it first with `cargo build --workspace --bins` (./scripts/test.sh does; add \
+             --release for a release run)",
             path.display()
         );
     }
@@ -37,6 +47,8 @@ pub struct Process {
     envs: Vec<(String, String)>,
     log: PathBuf,
     child: Option<Child>,
+    /// How to reach it when it serves TLS (CA, and a client certificate if it asks for one).
+    tls: Option<tonic::transport::ClientTlsConfig>,
 }
 
 impl Process {
@@ -56,6 +68,7 @@ impl Process {
             envs,
             log: log_dir.join(format!("{name}.log")),
             child: None,
+            tls: None,
         };
         p.spawn()?;
         Ok(p)
@@ -77,7 +90,7 @@ impl Process {
     /// Wait until the process answers gRPC health checks.
     pub async fn ready(&mut self, limit: Duration) -> anyhow::Result<()> {
         let deadline = Instant::now() + limit;
-        let url = format!("http://{}", self.addr);
+        let url = self.url();
         loop {
             if let Some(child) = self.child.as_mut()
                 && let Some(status) = child.try_wait()?
@@ -89,11 +102,12 @@ impl Process {
                     self.log_tail(40)
                 );
             }
-            if let Ok(channel) = tonic::transport::Endpoint::from_shared(url.clone())?
-                .connect_timeout(Duration::from_millis(200))
-                .connect()
-                .await
-            {
+            let mut endpoint =
+                tonic::transport::Endpoint::from_shared(url.clone())?.connect_timeout(Duration::from_millis(200));
+            if let Some(tls) = &self.tls {
+                endpoint = endpoint.tls_config(tls.clone())?;
+            }
+            if let Ok(channel) = endpoint.connect().await {
                 let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
                 let answer = health.check(tonic_health::pb::HealthCheckRequest { service: String::new() }).await;
                 if answer.is_ok() {
@@ -138,9 +152,14 @@ impl Process {
 
     /// Start again on the same address.
     pub async fn restart(&mut self, limit: Duration) -> anyhow::Result<()> {
-        self.kill();
-        self.spawn()?;
+        self.respawn()?;
         self.ready(limit).await
+    }
+
+    /// Start again on the same address without waiting for it to be ready.
+    pub fn respawn(&mut self) -> anyhow::Result<()> {
+        self.kill();
+        self.spawn()
     }
 
     pub fn is_running(&mut self) -> bool {
@@ -154,7 +173,23 @@ impl Process {
     }
 
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://{}", self.addr)
+    }
+
+    /// It serves TLS: reach it (health checks, [`Process::url`]) with `tls`.
+    pub fn use_tls(&mut self, tls: tonic::transport::ClientTlsConfig) {
+        self.tls = Some(tls);
+    }
+
+    /// The TLS settings it is reached with, if it serves TLS.
+    pub fn tls(&self) -> Option<&tonic::transport::ClientTlsConfig> {
+        self.tls.as_ref()
+    }
+
+    /// The operating system's id of the running process.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
     }
 }
 

@@ -10,6 +10,7 @@
 //! - [`compile`]: source text to [`model::Definition`], reporting every problem at once.
 //! - [`expr`]: paths, payload templates, intrinsic functions and Choice rules.
 //! - [`errors`]: the predefined `States.*` error names and how `ErrorEquals` matches them.
+//! - [`limits`]: every size, depth and count limit, and the checks that name them.
 //! - [`interpreter`]: the step function `(definition, state, event) -> actions`.
 //! - [`driver`]: runs a definition to completion in memory with a virtual clock and task stubs.
 //! - [`testcase`]: the definition test-case format (`sagaflow test`, the conformance corpus).
@@ -20,9 +21,10 @@ pub mod driver;
 pub mod errors;
 pub mod expr;
 pub mod interpreter;
+pub mod limits;
 pub mod model;
 pub mod testcase;
 
-pub use compile::{Compiled, compile, compile_value, position_of};
+pub use compile::{Compiled, compile, compile_bytes, compile_value, position_of};
 pub use diagnostic::{Diagnostic, Diagnostics, Severity};
 pub use model::Definition;

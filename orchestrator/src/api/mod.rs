@@ -3,9 +3,11 @@
 //! - [`orders`]: StartOrder, the order saga's front door.
 //! - [`sagas`]: definitions, executions, histories, operator actions.
 //! - [`convert`]: stored records to API messages.
+//! - [`input`]: checks of every request's fields, payloads and limits before anything acts.
 //! - [`status`]: every error becomes a `tonic::Status` here and nowhere else.
 
 pub mod convert;
+pub mod input;
 pub mod orders;
 pub mod sagas;
 pub mod status;
@@ -19,12 +21,24 @@ use tokio_stream::wrappers::TcpListenerStream;
 use tonic::transport::Server;
 
 use crate::engine::Engine;
+use crate::security::ApiSecurity;
+use crate::security::redacted_api::{Masking, RedactedOrders, RedactedSagas};
 
-/// Serve the API on `listener` until `shutdown` resolves.
+/// Serve the API on `listener` until `shutdown` resolves: plaintext, no token, nothing masked.
 pub async fn serve(
     engine: Engine,
     listener: TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send,
+) -> Result<(), tonic::transport::Error> {
+    serve_with(engine, listener, shutdown, ApiSecurity::default()).await
+}
+
+/// Serve the API with the TLS, bearer-token authentication and redaction `security` sets.
+pub async fn serve_with(
+    engine: Engine,
+    listener: TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send,
+    security: ApiSecurity,
 ) -> Result<(), tonic::transport::Error> {
     let (health, health_service) = tonic_health::server::health_reporter();
     health.set_serving::<OrderServiceServer<orders::Orders>>().await;
@@ -39,12 +53,18 @@ pub async fn serve(
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1alpha()
         .expect("the compiled-in descriptor sets are valid");
-    Server::builder()
+    let masking = Masking::new(security.redactor, engine.clone());
+    let mut server = Server::builder();
+    if let Some(tls) = security.tls {
+        server = server.tls_config(tls)?;
+    }
+    server
+        .layer(security.auth)
         .add_service(health_service)
         .add_service(reflection)
         .add_service(reflection_alpha)
-        .add_service(OrderServiceServer::new(orders::Orders::new(engine.clone())))
-        .add_service(SagaServiceServer::new(sagas::Sagas::new(engine)))
+        .add_service(OrderServiceServer::new(RedactedOrders::new(orders::Orders::new(engine.clone()), masking.clone())))
+        .add_service(SagaServiceServer::new(RedactedSagas::new(sagas::Sagas::new(engine), masking)))
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
         .await
 }

@@ -4,17 +4,17 @@ use std::pin::Pin;
 use std::time::Duration;
 
 use futures::Stream;
-use sagaflow_language::interpreter::{Event, PAYLOAD_LIMIT_BYTES, Status as ExecStatus};
+use sagaflow_language::interpreter::{Event, Status as ExecStatus};
 use sagaflow_proto::sagaflow::v1 as pb;
 use sagaflow_proto::sagaflow::v1::saga_service_server::SagaService;
-use serde_json::Value;
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
-use super::convert;
 use super::status::{self, invalid};
+use super::{convert, input};
 use crate::engine::{Engine, StartRequest, settled};
 use crate::store::ExecutionFilter;
+use crate::telemetry::TraceParent;
 
 /// How long `wait_for_completion` waits when the caller set no deadline.
 pub const DEFAULT_WAIT: Duration = Duration::from_secs(60);
@@ -29,8 +29,14 @@ impl Sagas {
         Sagas { engine }
     }
 
+    /// The execution `execution_id` names (an id or a unique prefix of one).
+    async fn resolve(&self, id_or_prefix: &str) -> Result<Uuid, Status> {
+        input::execution_ref("execution_id", id_or_prefix).map_err(status::input)?;
+        self.engine.resolve(id_or_prefix).await.map_err(status::engine)
+    }
+
     async fn record(&self, id_or_prefix: &str) -> Result<crate::store::ExecutionRecord, Status> {
-        let id = self.engine.resolve(id_or_prefix).await.map_err(status::engine)?;
+        let id = self.resolve(id_or_prefix).await?;
         self.engine
             .store()
             .get_execution(id)
@@ -47,48 +53,15 @@ impl Sagas {
     }
 }
 
-/// Parse a JSON payload field, enforcing the payload limit with the sizes in the message.
-pub fn parse_payload(field: &str, text: &str) -> Result<Value, Status> {
-    if text.len() > PAYLOAD_LIMIT_BYTES {
-        return Err(invalid(
-            format!("{field} is {} bytes, over the limit of {PAYLOAD_LIMIT_BYTES} bytes (256 KiB)", text.len()),
-            &[(field.into(), format!("at most {PAYLOAD_LIMIT_BYTES} bytes, got {}", text.len()))],
-        ));
-    }
-    if text.trim().is_empty() {
-        return Ok(Value::Object(Default::default()));
-    }
-    serde_json::from_str(text).map_err(|e| {
-        invalid(
-            format!("{field} is not valid JSON: {e}"),
-            &[(field.into(), format!("invalid JSON at line {} column {}: {e}", e.line(), e.column()))],
-        )
-    })
-}
-
 /// How long to wait: the caller's gRPC deadline if it set one (minus a margin), else the default.
 pub fn wait_limit<T>(request: &Request<T>) -> Duration {
     request
         .metadata()
         .get("grpc-timeout")
         .and_then(|v| v.to_str().ok())
-        .and_then(parse_grpc_timeout)
+        .and_then(input::grpc_timeout)
         .map(|d| d.saturating_sub(Duration::from_millis(200)).max(Duration::from_millis(50)))
         .unwrap_or(DEFAULT_WAIT)
-}
-
-fn parse_grpc_timeout(text: &str) -> Option<Duration> {
-    let (digits, unit) = text.split_at(text.len().checked_sub(1)?);
-    let n: u64 = digits.parse().ok()?;
-    Some(match unit {
-        "H" => Duration::from_secs(n * 3600),
-        "M" => Duration::from_secs(n * 60),
-        "S" => Duration::from_secs(n),
-        "m" => Duration::from_millis(n),
-        "u" => Duration::from_micros(n),
-        "n" => Duration::from_nanos(n),
-        _ => return None,
-    })
 }
 
 type WatchStream = Pin<Box<dyn Stream<Item = Result<pb::HistoryEvent, Status>> + Send>>;
@@ -100,6 +73,7 @@ impl SagaService for Sagas {
         request: Request<pb::RegisterDefinitionRequest>,
     ) -> Result<Response<pb::RegisterDefinitionResponse>, Status> {
         let r = request.into_inner();
+        input::definition_name("name", &r.name).map_err(status::input)?;
         let registered = self.engine.definitions().register(&r.name, &r.content).await.map_err(status::register)?;
         Ok(Response::new(pb::RegisterDefinitionResponse {
             definition: Some(convert::definition_summary(&registered.record)),
@@ -113,6 +87,9 @@ impl SagaService for Sagas {
         request: Request<pb::ListDefinitionsRequest>,
     ) -> Result<Response<pb::ListDefinitionsResponse>, Status> {
         let r = request.into_inner();
+        if !r.name.is_empty() {
+            input::definition_name("name", &r.name).map_err(status::input)?;
+        }
         let name = (!r.name.is_empty()).then_some(r.name.as_str());
         let records = self.engine.store().list_definitions(name).await.map_err(status::store)?;
         Ok(Response::new(pb::ListDefinitionsResponse {
@@ -125,6 +102,7 @@ impl SagaService for Sagas {
         request: Request<pb::GetDefinitionRequest>,
     ) -> Result<Response<pb::GetDefinitionResponse>, Status> {
         let r = request.into_inner();
+        input::definition_name("name", &r.name).map_err(status::input)?;
         let version = (r.version != 0).then_some(r.version);
         let record = self.engine.definitions().record(&r.name, version).await.map_err(status::engine)?;
         Ok(Response::new(pb::GetDefinitionResponse {
@@ -140,29 +118,22 @@ impl SagaService for Sagas {
         request: Request<pb::StartExecutionRequest>,
     ) -> Result<Response<pb::StartExecutionResponse>, Status> {
         let limit = wait_limit(&request);
+        // The caller's W3C trace context becomes the parent of the saga's trace.
+        let trace_parent = TraceParent::from_metadata(request.metadata());
         let r = request.into_inner();
-        if r.definition_name.is_empty() {
-            return Err(invalid("definition_name is required", &[("definition_name".into(), "required".into())]));
-        }
-        let input = parse_payload("input_json", &r.input_json)?;
-        let execution_id = match r.execution_id.as_str() {
-            "" => None,
-            text => Some(Uuid::parse_str(text).map_err(|e| {
-                invalid(
-                    format!("execution_id {text:?} is not a UUID: {e}"),
-                    &[("execution_id".into(), "a UUID such as 0190b4d2-1b7e-7c3a-9a5e-3f4c2a1b0c9d".into())],
-                )
-            })?),
-        };
+        let input::StartExecution { input, execution_id } = input::start_execution(&r).map_err(status::input)?;
         let started = self
             .engine
-            .start(StartRequest {
-                definition: r.definition_name,
-                version: (r.definition_version != 0).then_some(r.definition_version),
-                input,
-                execution_id,
-                idempotency_key: (!r.idempotency_key.is_empty()).then_some(r.idempotency_key),
-            })
+            .start_traced(
+                StartRequest {
+                    definition: r.definition_name,
+                    version: (r.definition_version != 0).then_some(r.definition_version),
+                    input,
+                    execution_id,
+                    idempotency_key: (!r.idempotency_key.is_empty()).then_some(r.idempotency_key),
+                },
+                trace_parent,
+            )
             .await
             .map_err(status::engine)?;
         if r.wait_for_completion {
@@ -201,7 +172,10 @@ impl SagaService for Sagas {
         let mut statuses = Vec::new();
         for s in &r.statuses {
             statuses.push(ExecStatus::parse(s).ok_or_else(|| {
-                invalid(format!("unknown status {s:?}"), &[("statuses".into(), format!("one of {}", status_names()))])
+                invalid(
+                    format!("unknown status {}", input::shown(s)),
+                    &[("statuses".into(), format!("one of {}", status_names()))],
+                )
             })?);
         }
         let limit = match r.page_size {
@@ -210,13 +184,14 @@ impl SagaService for Sagas {
         };
         let after = match r.page_token.as_str() {
             "" => None,
-            token => Some(decode_page_token(token).ok_or_else(|| {
-                invalid(
-                    "page_token is not one this server issued",
-                    &[("page_token".into(), "use next_page_token as given".into())],
-                )
-            })?),
+            token => Some(input::page_token(token).map_err(status::input)?),
         };
+        if !r.definition_name.is_empty() {
+            input::definition_name("definition_name", &r.definition_name).map_err(status::input)?;
+        }
+        if !r.id_prefix.is_empty() {
+            input::execution_ref("id_prefix", &r.id_prefix).map_err(status::input)?;
+        }
         let filter = ExecutionFilter {
             statuses,
             definition_name: (!r.definition_name.is_empty()).then_some(r.definition_name),
@@ -244,7 +219,7 @@ impl SagaService for Sagas {
         request: Request<pb::GetExecutionHistoryRequest>,
     ) -> Result<Response<pb::GetExecutionHistoryResponse>, Status> {
         let r = request.into_inner();
-        let id = self.engine.resolve(&r.execution_id).await.map_err(status::engine)?;
+        let id = self.resolve(&r.execution_id).await?;
         if self.engine.store().get_execution(id).await.map_err(status::store)?.is_none() {
             return Err(Status::not_found(format!("execution {id} does not exist")));
         }
@@ -268,7 +243,7 @@ impl SagaService for Sagas {
         request: Request<pb::WatchExecutionRequest>,
     ) -> Result<Response<Self::WatchExecutionStream>, Status> {
         let r = request.into_inner();
-        let id = self.engine.resolve(&r.execution_id).await.map_err(status::engine)?;
+        let id = self.resolve(&r.execution_id).await?;
         let store = self.engine.store().clone();
         if store.get_execution(id).await.map_err(status::store)?.is_none() {
             return Err(Status::not_found(format!("execution {id} does not exist")));
@@ -337,7 +312,8 @@ impl SagaService for Sagas {
         if r.from_state.trim().is_empty() {
             return Err(invalid("from_state is required", &[("from_state".into(), "a top-level state name".into())]));
         }
-        let original = self.engine.resolve(&r.execution_id).await.map_err(status::engine)?;
+        input::state_name("from_state", &r.from_state).map_err(status::input)?;
+        let original = self.resolve(&r.execution_id).await?;
         let forked = self.engine.fork(original, r.from_state.trim()).await.map_err(status::engine)?;
         Ok(Response::new(pb::ForkExecutionResponse { execution: Some(self.execution(forked.id).await?) }))
     }
@@ -347,6 +323,7 @@ impl SagaService for Sagas {
         request: Request<pb::CancelExecutionRequest>,
     ) -> Result<Response<pb::CancelExecutionResponse>, Status> {
         let r = request.into_inner();
+        input::reason("reason", &r.reason).map_err(status::input)?;
         let record = self.record(&r.execution_id).await?;
         if record.status != ExecStatus::Running {
             return Err(Status::failed_precondition(format!(
@@ -364,6 +341,7 @@ impl SagaService for Sagas {
         request: Request<pb::TerminateExecutionRequest>,
     ) -> Result<Response<pb::TerminateExecutionResponse>, Status> {
         let r = request.into_inner();
+        input::reason("reason", &r.reason).map_err(status::input)?;
         let record = self.record(&r.execution_id).await?;
         if record.status.is_terminal() {
             return Err(Status::failed_precondition(format!(
@@ -381,6 +359,7 @@ impl SagaService for Sagas {
         request: Request<pb::RepairCompensationRequest>,
     ) -> Result<Response<pb::RepairCompensationResponse>, Status> {
         let r = request.into_inner();
+        input::reason("reason", &r.reason).map_err(status::input)?;
         let record = self.record(&r.execution_id).await?;
         if record.status != ExecStatus::CompensationStuck {
             return Err(Status::failed_precondition(format!(
@@ -410,10 +389,4 @@ impl SagaService for Sagas {
 
 fn status_names() -> String {
     ExecStatus::ALL.iter().filter(|s| **s != ExecStatus::Pending).map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
-}
-
-fn decode_page_token(token: &str) -> Option<(chrono::DateTime<chrono::Utc>, Uuid)> {
-    let (micros, id) = token.split_once(':')?;
-    let at = chrono::DateTime::from_timestamp_micros(micros.parse().ok()?)?;
-    Some((at, Uuid::parse_str(id).ok()?))
 }

@@ -42,11 +42,17 @@
 //! `fraud` and `public._sqlx_migrations` when they did not exist before). `--create-database`
 //! makes a throwaway `sagaflow_bench_<random>` on that server and drops it afterwards.
 //!
+//! # Scale
+//! `--preload-completed N` copies the warm-up's finished sagas (history included) until the
+//! database holds N completed executions before measuring ([`preload`]); `--keep-data` keeps
+//! the database afterwards, so later runs reuse it with `--allow-existing-data`.
+//!
 //! - [`echo`]: the echo participants.
 //! - [`database`]: the refusal, throwaway databases, statistics and clean-up.
 
 pub mod database;
 pub mod echo;
+mod preload;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -149,6 +155,10 @@ pub struct BenchOptions {
     pub create_database: bool,
     /// Pause before each statistics reading.
     pub stats_wait: Duration,
+    /// Completed executions the database must hold before the measured window.
+    pub preload_completed: Option<i64>,
+    /// Keep what the benchmark created (database, schemas) for later runs.
+    pub keep_data: bool,
 }
 
 /// The result of one run.
@@ -173,6 +183,12 @@ pub struct Figures {
     pub commits_include_participants: bool,
     pub wal_bytes_per_saga: f64,
     pub peak_rss_bytes: u64,
+    /// Completed executions in the database when the measured window began.
+    pub completed_before: i64,
+    /// Of those, copies this run made (`--preload-completed`).
+    pub preloaded_copies: i64,
+    /// Size of the executions and history tables (indexes and TOAST included) at that moment.
+    pub history_table_bytes: i64,
     /// Sagas that ended otherwise than the path expects (the run fails if any did).
     pub unexpected: usize,
 }
@@ -182,7 +198,7 @@ impl Figures {
     pub fn line(&self) -> String {
         format!(
             "bench {}/{} orders={} concurrency={} replicas={}: {:.0} sagas/s, p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms, \
-             {:.2} commits/Task state{}, {:.1} KiB WAL/saga, peak RSS {:.0} MiB{}",
+             {:.2} commits/Task state{}, {:.1} KiB WAL/saga, peak RSS {:.0} MiB{}{}",
             self.participants.label(),
             self.path.label(),
             self.orders,
@@ -196,6 +212,15 @@ impl Figures {
             if self.commits_include_participants { " (participants included)" } else { "" },
             self.wal_bytes_per_saga / 1024.0,
             self.peak_rss_bytes as f64 / (1024.0 * 1024.0),
+            if self.completed_before >= 10_000 {
+                format!(
+                    ", on {} completed executions ({:.1} GiB of tables)",
+                    self.completed_before,
+                    self.history_table_bytes as f64 / (1024.0 * 1024.0 * 1024.0)
+                )
+            } else {
+                String::new()
+            },
             if self.unexpected > 0 { format!(", {} UNEXPECTED outcomes", self.unexpected) } else { String::new() },
         )
     }
@@ -209,6 +234,10 @@ pub async fn run(options: BenchOptions) -> anyhow::Result<Figures> {
         let name = format!("sagaflow_bench_{tag}");
         let url = database::create_database(&options.database_url, &name).await?;
         let result = measure(&options, &url, tag).await;
+        if options.keep_data {
+            eprintln!("kept the benchmark database: {}", database::redact(&url));
+            return result;
+        }
         let dropped = database::drop_database(&options.database_url, &name).await;
         let figures = result?;
         dropped?;
@@ -216,6 +245,9 @@ pub async fn run(options: BenchOptions) -> anyhow::Result<Figures> {
     } else {
         let before = database::check_empty(&options.database_url, options.allow_existing_data).await?;
         let result = measure(&options, &options.database_url, tag).await;
+        if options.keep_data {
+            return result;
+        }
         let cleaned = database::clean_up(&options.database_url, &before).await;
         let figures = result?;
         let dropped = cleaned?;
@@ -276,7 +308,7 @@ async fn measure(options: &BenchOptions, url: &str, tag: &str) -> anyhow::Result
     .await;
     let result = match setup {
         Ok(engines) => {
-            let result = drive_and_read(options, &engines, &mut stats, tag, parts_db.as_ref()).await;
+            let result = drive_and_read(options, url, &engines, &mut stats, tag, parts_db.as_ref()).await;
             for engine in &engines {
                 engine.shutdown().await;
             }
@@ -387,6 +419,7 @@ fn order(tag: &str, i: usize, path: SagaPath) -> (String, Value) {
 
 async fn drive_and_read(
     options: &BenchOptions,
+    url: &str,
     engines: &[Engine],
     stats: &mut database::Stats,
     tag: &str,
@@ -395,6 +428,7 @@ async fn drive_and_read(
     let warmup = warmup_of(options);
     let concurrency = options.concurrency.max(1);
     drive(engines, 0, warmup, concurrency, tag, options.path).await?;
+    let preloaded = preload::preload(url, options.preload_completed.unwrap_or(0)).await?;
     let before = stats.read(options.stats_wait).await?;
     let started = Instant::now();
     let mut outcomes = drive(engines, warmup, options.orders, concurrency, tag, options.path).await?;
@@ -429,6 +463,9 @@ async fn drive_and_read(
         commits_include_participants: parts.is_some_and(|p| p.created.is_none()),
         wal_bytes_per_saga: (after.wal - before.wal) / n,
         peak_rss_bytes: peak_rss().unwrap_or(0),
+        completed_before: preloaded.completed,
+        preloaded_copies: preloaded.copied,
+        history_table_bytes: preloaded.table_bytes,
         unexpected,
     })
 }

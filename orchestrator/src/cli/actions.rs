@@ -50,7 +50,7 @@ pub struct ForkArgs {
 
 /// `fork ID --from-state S`: a new execution that keeps the original's history before S.
 pub async fn fork(args: ForkArgs) -> anyhow::Result<ExitCode> {
-    let mut client = connect(&args.server.server).await?;
+    let mut client = connect(&args.server).await?;
     let forked = client
         .fork_execution(pb::ForkExecutionRequest { execution_id: args.id.clone(), from_state: args.from_state.clone() })
         .await;
@@ -114,6 +114,13 @@ async fn act_on(client: &mut Client, act: &Act, id: &str) -> Result<(pb::Executi
                 .await?
                 .into_inner();
             let old = ex(described.execution)?;
+            if crate::security::redact::holds_mask(&old.input_json) {
+                return Err(tonic::Status::failed_precondition(format!(
+                    "the server masks fields of this execution's input (its redact setting), so rerun cannot copy \
+                     it; start a new execution with the original input: sagaflow start {} --input @FILE",
+                    old.definition_name
+                )));
+            }
             let started = client
                 .start_execution(pb::StartExecutionRequest {
                     definition_name: old.definition_name,
@@ -169,7 +176,7 @@ pub async fn targets(client: &mut Client, id: Option<&str>, filter: &Filter) -> 
 }
 
 pub async fn run(args: ActArgs, act: Act) -> anyhow::Result<ExitCode> {
-    let mut client = connect(&args.server.server).await?;
+    let mut client = connect(&args.server).await?;
     let ids = targets(&mut client, args.id.as_deref(), &args.filter).await?;
     let single = args.id.is_some();
     if !single && !confirm_bulk(&act, ids.len(), args.yes)? {

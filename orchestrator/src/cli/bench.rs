@@ -43,12 +43,30 @@ pub struct BenchArgs {
     /// Pause before each reading of pg_stat_database (PostgreSQL reports commits lazily).
     #[arg(long, value_parser = humantime::parse_duration, default_value = "11s")]
     pub stats_wait: Duration,
+    /// Before measuring, fill the database with copies of finished sagas (history included)
+    /// until it holds this many completed executions (e.g. 1000000), to measure at scale.
+    #[arg(long, value_name = "N")]
+    pub preload_completed: Option<i64>,
+    /// Keep the database (or schemas) the benchmark created, e.g. to reuse a preloaded one
+    /// in later runs with --allow-existing-data.
+    #[arg(long)]
+    pub keep_data: bool,
     #[arg(long, value_enum, default_value_t = Output::Human)]
     pub output: Output,
 }
 
 pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
-    super::init_logging_with("warn,sagaflow_participants=error");
+    let runtime = tokio::runtime::Runtime::new()?;
+    // Traces go to OTEL_EXPORTER_OTLP_ENDPOINT when it is set, as with `serve`, so what tracing
+    // costs can be measured; the exporter's channel lives on the runtime.
+    let telemetry = {
+        let _inside = runtime.enter();
+        crate::telemetry::init(&crate::telemetry::TelemetryOptions {
+            service_name: "sagaflow",
+            log_format: crate::telemetry::LogFormat::Human,
+            directives: "warn,sagaflow_participants=error".to_owned(),
+        })?
+    };
     if args.orders == 0 || args.concurrency == 0 || args.replicas == 0 {
         anyhow::bail!("--orders, --concurrency and --replicas must be at least 1");
     }
@@ -66,8 +84,12 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         allow_existing_data: args.allow_existing_data,
         create_database: args.create_database,
         stats_wait: args.stats_wait,
+        preload_completed: args.preload_completed,
+        keep_data: args.keep_data,
     };
-    let figures = tokio::runtime::Runtime::new()?.block_on(bench::run(options))?;
+    let figures = runtime.block_on(bench::run(options));
+    telemetry.shutdown();
+    let figures = figures?;
     match args.output {
         Output::Human => println!("{}", figures.line()),
         Output::Json => println!("{}", serde_json::to_string(&figures)?),

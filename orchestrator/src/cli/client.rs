@@ -1,9 +1,11 @@
 //! What every command that talks to a running server shares: the `--server`/`--output`
-//! arguments, the connection, server errors as sentences, the execution filter of bulk and
-//! listing commands, and the printing helpers (JSON shapes, tables, colours, durations).
+//! arguments, the connection (TLS, bearer token), the masking of configured fields in what is
+//! printed, server errors as sentences, the execution filter of bulk and listing commands,
+//! and the printing helpers (JSON shapes, tables, colours, durations).
 //! `start` lives here too: it is the one command that only creates.
 
 use std::io::IsTerminal;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -14,24 +16,108 @@ use comfy_table::{Cell, Color, ContentArrangement, Table, TableComponent, preset
 use sagaflow_proto::sagaflow::v1 as pb;
 use sagaflow_proto::sagaflow::v1::saga_service_client::SagaServiceClient;
 use serde_json::{Value, json};
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 use tonic_types::StatusExt;
 
 use super::Output;
+use crate::security::auth::BearerToken;
+use crate::security::redact::{DEFAULT_PATHS, Redactor, Secrets};
+use crate::security::redacted_api::MessageMasker;
+use crate::security::tls::ClientTlsFiles;
 // `show` lives in `executions`; the old path stays for its callers (the demo).
 pub use super::executions::{ShowArgs, show};
 
-/// The client every command uses.
-pub type Client = SagaServiceClient<Channel>;
+/// The client every command uses: the API, with the bearer token on every call, and the
+/// masking of what the command prints. It derefs to the generated client, so
+/// `client.describe_execution(...)` is the raw answer (`rerun` needs the real input); the
+/// shared fetchers below ([`describe`], [`all_history`]) mask.
+#[derive(Debug, Clone)]
+pub struct Client {
+    api: SagaServiceClient<InterceptedService<Channel, BearerToken>>,
+    pub masker: MessageMasker,
+}
+
+impl std::ops::Deref for Client {
+    type Target = SagaServiceClient<InterceptedService<Channel, BearerToken>>;
+
+    fn deref(&self) -> &Self::Target {
+        &self.api
+    }
+}
+
+impl std::ops::DerefMut for Client {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.api
+    }
+}
 
 /// Where the server is, and how to print.
 #[derive(Debug, Clone, Args)]
 pub struct ServerArgs {
-    /// The server's gRPC address.
+    /// The server's gRPC address: http://HOST:PORT, or https://HOST:PORT over TLS (with --ca-cert).
     #[arg(long, env = "SAGAFLOW_SERVER", default_value = "http://127.0.0.1:7070", global = true)]
     pub server: String,
     #[arg(long, value_enum, default_value_t = Output::Human, global = true)]
     pub output: Output,
+    #[command(flatten)]
+    pub security: ClientSecurityArgs,
+}
+
+/// How to reach a server that uses TLS or tokens, and what to mask in what is printed.
+#[derive(Debug, Clone, Default, Args)]
+pub struct ClientSecurityArgs {
+    /// The CA certificate (PEM) that signed an https:// server's certificate.
+    #[arg(long, env = "SAGAFLOW_CA_CERT", value_name = "PEM", global = true)]
+    pub ca_cert: Option<PathBuf>,
+    /// This client's certificate (PEM), for a server that requires one (with --client-key).
+    #[arg(long, env = "SAGAFLOW_CLIENT_CERT", value_name = "PEM", global = true)]
+    pub client_cert: Option<PathBuf>,
+    /// The private key (PEM) of --client-cert.
+    #[arg(long, env = "SAGAFLOW_CLIENT_KEY", value_name = "PEM", global = true)]
+    pub client_key: Option<PathBuf>,
+    /// The bearer token for a server that requires one (prefer SAGAFLOW_TOKEN or --token-file:
+    /// a flag is visible to other users in the process list).
+    #[arg(long, env = "SAGAFLOW_TOKEN", hide_env_values = true, global = true)]
+    pub token: Option<String>,
+    /// A file holding the bearer token (its first line that is not a # comment).
+    #[arg(long, env = "SAGAFLOW_TOKEN_FILE", value_name = "FILE", global = true)]
+    pub token_file: Option<PathBuf>,
+    /// Mask the values at these JSON paths in what is printed (repeat, or comma-separate);
+    /// `none` prints everything [default: $..paymentToken, $..payment_token, $..cardNumber,
+    /// $..card_number, $..cvv, $..cvc].
+    #[arg(long = "redact", env = "SAGAFLOW_REDACT", value_name = "PATH", value_delimiter = ',', global = true)]
+    pub redact: Vec<String>,
+}
+
+impl ClientSecurityArgs {
+    /// The paths to mask: the given ones, [`DEFAULT_PATHS`] when none are, nothing for `none`.
+    pub fn redactor(&self) -> anyhow::Result<Redactor> {
+        let given: Vec<&str> = self.redact.iter().map(|p| p.trim()).filter(|p| !p.is_empty()).collect();
+        Ok(match given.as_slice() {
+            [] => Redactor::new(DEFAULT_PATHS)?,
+            ["none"] => Redactor::none(),
+            paths => Redactor::new(paths)?,
+        })
+    }
+
+    /// The token to send, from --token (SAGAFLOW_TOKEN) or --token-file.
+    pub fn bearer(&self) -> anyhow::Result<BearerToken> {
+        match (&self.token, &self.token_file) {
+            (Some(_), Some(_)) => {
+                bail!("give --token (SAGAFLOW_TOKEN) or --token-file (SAGAFLOW_TOKEN_FILE), not both")
+            }
+            (Some(token), None) => Ok(BearerToken::new(Some(token), "--token")?),
+            (None, Some(file)) => {
+                let text = std::fs::read_to_string(file)
+                    .with_context(|| format!("reading the token file {}", file.display()))?;
+                let token = text.lines().map(str::trim).find(|l| !l.is_empty() && !l.starts_with('#'));
+                let token = token.with_context(|| format!("the token file {} holds no token", file.display()))?;
+                Ok(BearerToken::new(Some(token), &file.display().to_string())?)
+            }
+            (None, None) => Ok(BearerToken::default()),
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -108,23 +194,44 @@ pub fn parse_since_at(text: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>, S
     now.checked_sub_signed(d).ok_or_else(|| format!("{text:?} is too long ago"))
 }
 
-pub async fn connect(server: &str) -> anyhow::Result<Client> {
-    let channel = Channel::from_shared(server.to_owned())
+pub async fn connect(args: &ServerArgs) -> anyhow::Result<Client> {
+    let server = &args.server;
+    let security = &args.security;
+    let masker = MessageMasker::new(security.redactor()?);
+    let bearer = security.bearer()?;
+    let mut endpoint = Channel::from_shared(server.to_owned())
         .with_context(|| format!("{server:?} is not a server address such as http://127.0.0.1:7070"))?
-        .connect_timeout(Duration::from_secs(5))
-        .connect()
-        .await
-        .with_context(|| {
-            format!(
-                "cannot reach the server at {server} (is `sagaflow serve` running? set --server or SAGAFLOW_SERVER)"
-            )
-        })?;
-    Ok(SagaServiceClient::new(channel).max_decoding_message_size(64 * 1024 * 1024))
+        .connect_timeout(Duration::from_secs(5));
+    // The TLS files are for https:// servers; with http:// they are left unused, so a
+    // SAGAFLOW_CA_CERT kept in the environment does not get in the way of a local server.
+    if server.starts_with("https://") {
+        let names = ["--ca-cert", "--client-cert", "--client-key"];
+        let (ca, cert, key) = (&security.ca_cert, &security.client_cert, &security.client_key);
+        let files = ClientTlsFiles::from_settings(ca.as_deref(), cert.as_deref(), key.as_deref(), names)?
+            .with_context(|| {
+                format!(
+                    "{server} is https://: give --ca-cert (or SAGAFLOW_CA_CERT), the CA that signed its certificate"
+                )
+            })?;
+        endpoint = endpoint.tls_config(files.load()?).context("setting up TLS")?;
+    }
+    let channel = endpoint.connect().await.with_context(|| {
+        format!(
+            "cannot reach the server at {server} (is `sagaflow serve` running? set --server or SAGAFLOW_SERVER; \
+             a server with TLS is reached at https://HOST:PORT with --ca-cert)"
+        )
+    })?;
+    let api = SagaServiceClient::with_interceptor(channel, bearer).max_decoding_message_size(64 * 1024 * 1024);
+    Ok(Client { api, masker })
 }
 
 /// A server error, as a sentence (with every field violation of an InvalidArgument).
 pub fn failed(status: tonic::Status) -> anyhow::Error {
     let mut text = format!("{} ({:?})", status.message(), status.code());
+    // What a plaintext client sees from a TLS server: the connection breaks mid-handshake.
+    if status.message().contains("h2 protocol error") {
+        text.push_str("\n  the connection broke: if the server uses TLS, reach it at https://HOST:PORT with --ca-cert");
+    }
     for (field, description) in violations(&status) {
         if !text.contains(&description) {
             text.push_str(&format!("\n  {field}: {description}"));
@@ -148,7 +255,7 @@ pub async fn start(args: StartArgs) -> anyhow::Result<ExitCode> {
         None => args.input.clone(),
     };
     serde_json::from_str::<Value>(&input).context("--input is not valid JSON")?;
-    let mut client = connect(&args.server.server).await?;
+    let mut client = connect(&args.server).await?;
     let mut request = tonic::Request::new(pb::StartExecutionRequest {
         definition_name: args.definition,
         definition_version: args.definition_version.unwrap_or(0),
@@ -161,7 +268,8 @@ pub async fn start(args: StartArgs) -> anyhow::Result<ExitCode> {
         request.set_timeout(Duration::from_secs(600));
     }
     let response = client.start_execution(request).await.map_err(failed)?.into_inner();
-    let execution = response.execution.context("the server returned no execution")?;
+    let mut execution = response.execution.context("the server returned no execution")?;
+    client.masker.execution(&mut execution, &Secrets::default());
     match args.server.output {
         Output::Json => println!("{}", serde_json::to_string_pretty(&execution_json(&execution))?),
         Output::Human => {
@@ -254,9 +362,9 @@ pub fn compensation_json(c: &pb::CompensationStep) -> Value {
     })
 }
 
-/// DescribeExecution by id or unique prefix.
+/// DescribeExecution by id or unique prefix, masked for printing.
 pub async fn describe(client: &mut Client, id: &str) -> anyhow::Result<pb::DescribeExecutionResponse> {
-    let described = client
+    let mut described = client
         .describe_execution(pb::DescribeExecutionRequest { execution_id: id.to_owned() })
         .await
         .map_err(failed)?
@@ -264,9 +372,12 @@ pub async fn describe(client: &mut Client, id: &str) -> anyhow::Result<pb::Descr
     if described.execution_id.is_empty() || described.execution.is_none() {
         bail!("no execution {id}");
     }
+    client.masker.described(&mut described, &Secrets::default());
     Ok(described)
 }
 
+/// Every history event of an execution, masked for printing (the first event holds the
+/// input, so every secret it hid is scrubbed from the later ones).
 pub async fn all_history(client: &mut Client, id: &str) -> anyhow::Result<Vec<pb::HistoryEvent>> {
     let mut events = Vec::new();
     loop {
@@ -282,6 +393,7 @@ pub async fn all_history(client: &mut Client, id: &str) -> anyhow::Result<Vec<pb
             .into_inner();
         events.extend(page.events);
         if !page.has_more {
+            client.masker.history(&mut events, &Secrets::default());
             return Ok(events);
         }
     }

@@ -73,7 +73,7 @@ pub fn parse_reference(text: &str) -> anyhow::Result<(String, u32)> {
 async fn deploy(file: &Path, name: Option<String>, server: &ServerArgs) -> anyhow::Result<ExitCode> {
     let content = std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
     let name = name.unwrap_or_else(|| name_from_file(file));
-    let mut client = connect(&server.server).await?;
+    let mut client = connect(server).await?;
     let response = match client.register_definition(pb::RegisterDefinitionRequest { name: name.clone(), content }).await
     {
         Ok(r) => r.into_inner(),
@@ -130,7 +130,7 @@ fn summary_json(s: &pb::DefinitionSummary) -> Value {
 }
 
 async fn list(name: Option<String>, server: &ServerArgs) -> anyhow::Result<ExitCode> {
-    let mut client = connect(&server.server).await?;
+    let mut client = connect(server).await?;
     let response = client
         .list_definitions(pb::ListDefinitionsRequest { name: name.unwrap_or_default() })
         .await
@@ -161,7 +161,7 @@ async fn list(name: Option<String>, server: &ServerArgs) -> anyhow::Result<ExitC
 
 async fn show(reference: &str, server: &ServerArgs) -> anyhow::Result<ExitCode> {
     let (name, version) = parse_reference(reference)?;
-    let mut client = connect(&server.server).await?;
+    let mut client = connect(server).await?;
     let definition = fetch(&mut client, &name, version).await?;
     let summary = definition.summary.clone().unwrap_or_default();
     match server.output {

@@ -20,6 +20,7 @@ use super::client::{
     run_time, short_id, status_cell, table, time,
 };
 use super::definitions;
+use crate::security::redact::Secrets;
 
 #[derive(Debug, Args)]
 pub struct ListArgs {
@@ -55,12 +56,13 @@ pub struct HistoryArgs {
 }
 
 pub async fn list(args: ListArgs) -> anyhow::Result<ExitCode> {
-    let mut client = connect(&args.server.server).await?;
-    let page = client
+    let mut client = connect(&args.server).await?;
+    let mut page = client
         .list_executions(args.filter.request(args.limit.max(1), args.page_token.unwrap_or_default()))
         .await
         .map_err(failed)?
         .into_inner();
+    client.masker.executions(page.executions.iter_mut());
     match args.server.output {
         Output::Json => print_json(&json!({
             "executions": page.executions.iter().map(execution_json).collect::<Vec<_>>(),
@@ -312,7 +314,7 @@ pub fn timeline(events: &[pb::HistoryEvent]) -> Vec<Span> {
 }
 
 pub async fn show(args: ShowArgs) -> anyhow::Result<ExitCode> {
-    let mut client = connect(&args.server.server).await?;
+    let mut client = connect(&args.server).await?;
     let described = describe(&mut client, &args.id).await?;
     let execution = described.execution.clone().context("the server returned no execution")?;
     let events = all_history(&mut client, &execution.execution_id).await?;
@@ -441,7 +443,7 @@ fn print_event(e: &pb::HistoryEvent, output: Output) -> anyhow::Result<()> {
 }
 
 pub async fn history(args: HistoryArgs) -> anyhow::Result<ExitCode> {
-    let mut client = connect(&args.server.server).await?;
+    let mut client = connect(&args.server).await?;
     let described = describe(&mut client, &args.id).await?;
     if args.follow {
         // JSON while following: one event per line, as they come.
@@ -450,8 +452,12 @@ pub async fn history(args: HistoryArgs) -> anyhow::Result<ExitCode> {
             .await
             .map_err(failed)?
             .into_inner();
+        // The first event holds the input: what it hides is scrubbed from every later one.
+        let mut secrets = Secrets::default();
         while let Some(event) = stream.next().await {
-            print_event(&event.map_err(failed)?, args.server.output)?;
+            let mut event = event.map_err(failed)?;
+            secrets.extend(client.masker.event(&mut event, &secrets));
+            print_event(&event, args.server.output)?;
         }
         return Ok(ExitCode::SUCCESS);
     }
@@ -489,7 +495,7 @@ pub async fn export_document(client: &mut Client, id: &str) -> anyhow::Result<Va
 }
 
 pub async fn export(args: ShowArgs) -> anyhow::Result<ExitCode> {
-    let mut client = connect(&args.server.server).await?;
+    let mut client = connect(&args.server).await?;
     let document = export_document(&mut client, &args.id).await?;
     print_json(&document)?;
     Ok(ExitCode::SUCCESS)

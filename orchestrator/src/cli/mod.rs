@@ -7,6 +7,7 @@ pub mod client;
 pub mod definitions;
 pub mod demo;
 pub mod executions;
+pub mod health;
 pub mod replay;
 pub mod serve;
 pub mod stuck;
@@ -89,6 +90,9 @@ pub enum Command {
     Chaos(chaos::ChaosArgs),
     /// Measure the engine against a real PostgreSQL: sagas/s, latency, commits, WAL, memory.
     Bench(bench::BenchArgs),
+    /// Ask a server (the orchestrator or a participant) for its gRPC health: exit 0 when
+    /// SERVING, 1 otherwise, 2 when it cannot be reached (for container health checks).
+    Health(health::HealthArgs),
 }
 
 /// How a command prints its result.
@@ -121,6 +125,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Stuck(args) => block_on(stuck::run(args)),
         Command::Chaos(args) => block_on(chaos::run(args)),
         Command::Bench(args) => bench::run(args),
+        Command::Health(args) => block_on(health::run(args)),
     }
 }
 
@@ -136,10 +141,7 @@ pub fn init_logging(default: tracing::Level) {
 /// Human logs on stderr with these default directives (e.g. `warn,sagaflow_participants=error`);
 /// `RUST_LOG` overrides them.
 pub fn init_logging_with(directives: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-        tracing_subscriber::EnvFilter::new(format!("{directives},h2=warn,tower=warn,hyper=warn,sqlx=warn"))
-    });
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    crate::telemetry::init_logging(crate::telemetry::LogFormat::Human, directives);
 }
 
 /// Resolves on SIGTERM or Ctrl-C.

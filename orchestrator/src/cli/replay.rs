@@ -207,7 +207,7 @@ pub async fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
             let text = std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
             serde_json::from_str(&text).with_context(|| format!("{} is not an export (JSON)", file.display()))?
         }
-        (None, Some(id)) => export_document(&mut connect(&args.server.server).await?, id).await?,
+        (None, Some(id)) => export_document(&mut connect(&args.server).await?, id).await?,
         (None, None) => bail!("give an execution id or --file HISTORY.json"),
     };
     let events = document["events"].as_array().context("the export has no events")?;

@@ -99,7 +99,7 @@ async fn stuck(client: &mut Client, definition: Option<String>) -> anyhow::Resul
 }
 
 pub async fn run(args: StuckArgs) -> anyhow::Result<ExitCode> {
-    let mut client = connect(&args.server.server).await?;
+    let mut client = connect(&args.server).await?;
     let (target, action, reason) = match args.action {
         None => return list(&mut client, args.definition, args.server.output).await,
         Some(StuckAction::Retry { target }) => (target, Action::Retry, String::new()),

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use std::collections::BTreeMap;
 
-use sagaflow_language::{Diagnostic, Severity, compile, position_of};
+use sagaflow_language::{Diagnostic, Severity, compile_bytes, position_of};
 
 use crate::invoker::grpc::GrpcInvoker;
 use crate::invoker::typecheck::check_definition;
@@ -27,9 +27,11 @@ pub(super) fn run(files: &[PathBuf], output: Output, participants: &[String]) ->
     let typecheck = if participants.is_empty() { None } else { Some(TypeCheck::new(participants)?) };
     let mut reports = Vec::new();
     for path in files {
-        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        // Bytes, not text: a file that is not UTF-8 gets a positioned diagnostic like any other.
+        let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        let text = String::from_utf8_lossy(&bytes);
         let file = path.display().to_string();
-        let report = match compile(&text) {
+        let report = match compile_bytes(&bytes) {
             Ok(compiled) => {
                 let mut report = FileReport {
                     file,

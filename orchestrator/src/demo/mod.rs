@@ -173,7 +173,11 @@ async fn run_batch(stack: &Stack, options: &DemoOptions) -> anyhow::Result<bool>
         println!("\nTimeline of a compensated saga ({}):\n", kind.label());
         crate::cli::executions::show(crate::cli::executions::ShowArgs {
             id,
-            server: crate::cli::client::ServerArgs { server: stack.api_url(), output: crate::cli::Output::Human },
+            server: crate::cli::client::ServerArgs {
+                server: stack.api_url(),
+                output: crate::cli::Output::Human,
+                security: Default::default(),
+            },
         })
         .await?;
     }

@@ -4,19 +4,20 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant, SystemTime};
 
 use chrono::{DateTime, Utc};
 use sagaflow_language::Definition;
 use sagaflow_language::interpreter::{self, Action, Envelope, Event, Execution, Status, Step, WorkId};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
-use tracing::{debug, info, warn};
+use tracing::{Instrument as _, debug, info, warn};
 use uuid::Uuid;
 
 use super::{Engine, EngineError, settled, snapshot_of};
 use crate::invoker::CallOutcome;
 use crate::store::{StoreError, Timer, Transition};
+use crate::telemetry::{ActorTelemetry, epoch_ms};
 
 /// What the engine keeps of a running actor.
 #[derive(Debug)]
@@ -57,6 +58,10 @@ pub(crate) struct Actor {
     pub(crate) calls: HashMap<WorkId, JoinHandle<()>>,
     /// Inbox requests already applied (the inbox is read again until the commit deletes them).
     pub(crate) delivered: BTreeSet<i64>,
+    /// Spans and metrics of this execution; `None` when neither is on.
+    pub(crate) telemetry: Option<Box<ActorTelemetry>>,
+    /// Calls this replica sent again when it took the execution over, until they answer.
+    pub(crate) resent: BTreeSet<WorkId>,
 }
 
 /// Why the actor stops.
@@ -75,6 +80,9 @@ impl Actor {
             call.abort();
         }
         self.engine.inner.actors.lock().await.remove(&self.id);
+        if let Some(metrics) = &self.engine.inner.config.metrics {
+            metrics.actor_stopped();
+        }
         match stop {
             Stop::Settled => {
                 self.engine.announce(self.id, self.execution.status);
@@ -117,13 +125,8 @@ impl Actor {
                     let stop = match msg {
                         Msg::CallDone { id, outcome } => {
                             self.calls.remove(&id);
-                            let event = match outcome {
-                                CallOutcome::Succeeded(output) => Event::TaskSucceeded { id, output },
-                                CallOutcome::Failed { error, cause, outcome_unknown } => {
-                                    Event::TaskFailed { id, error, cause, outcome_unknown }
-                                }
-                            };
-                            self.apply(event, Vec::new()).await
+                            let resent = self.resent.remove(&id);
+                            self.apply(call_event(id, outcome, resent), Vec::new()).await
                         }
                         Msg::Request { inbox_id, event } => self.apply_request(inbox_id, event).await,
                         Msg::Discard { inbox_id } => self.discard(inbox_id).await,
@@ -172,7 +175,8 @@ impl Actor {
 
     /// Step, commit, act. `Some` when the actor must stop.
     async fn apply(&mut self, event: Event, inbox: Vec<i64>) -> Option<Stop> {
-        let now = Utc::now().timestamp_millis();
+        let wall = SystemTime::now();
+        let now = epoch_ms(wall);
         let step = match interpreter::step(&self.definition, &mut self.execution, Envelope { now_ms: now, event }) {
             Ok(step) => step,
             Err(e) => {
@@ -197,6 +201,9 @@ impl Actor {
         };
         if let Err(stop) = self.commit(transition).await {
             return Some(stop);
+        }
+        if let Some(telemetry) = &mut self.telemetry {
+            telemetry.committed(&step, wall);
         }
         self.act(step.actions);
         settled(self.execution.status).then_some(Stop::Settled)
@@ -242,10 +249,45 @@ impl Actor {
                     let tx = self.tx.clone();
                     let id = call.id;
                     debug!(execution = %self.id, state = %call.scope, attempt = call.attempt, "calling {}", call.resource);
-                    let handle = self.engine.inner.tracker.spawn(async move {
-                        let outcome = invoker.invoke(&call).await;
-                        let _ = tx.send(Msg::CallDone { id, outcome }).await;
-                    });
+                    // The invoker logs at debug level only: then its lines carry the execution.
+                    let log_span = if tracing::enabled!(tracing::Level::DEBUG) {
+                        tracing::debug_span!("call", execution = %self.id)
+                    } else {
+                        tracing::Span::none()
+                    };
+                    let handle = match &self.telemetry {
+                        None => self.engine.inner.tracker.spawn(
+                            async move {
+                                let outcome = invoker.invoke(&call).await;
+                                let _ = tx.send(Msg::CallDone { id, outcome }).await;
+                            }
+                            .instrument(log_span),
+                        ),
+                        Some(telemetry) => {
+                            let trace = telemetry.call_trace(id);
+                            let metrics = telemetry.metrics().cloned();
+                            self.engine.inner.tracker.spawn(
+                                async move {
+                                    let started = Instant::now();
+                                    let outcome = match trace {
+                                        Some(trace) => {
+                                            crate::telemetry::call::scope(trace, invoker.invoke(&call)).await
+                                        }
+                                        None => invoker.invoke(&call).await,
+                                    };
+                                    if let Some(metrics) = metrics {
+                                        let error = match &outcome {
+                                            CallOutcome::Succeeded(_) => None,
+                                            CallOutcome::Failed { error, .. } => Some(error.as_str()),
+                                        };
+                                        metrics.call_finished(&call, started.elapsed(), error);
+                                    }
+                                    let _ = tx.send(Msg::CallDone { id, outcome }).await;
+                                }
+                                .instrument(log_span),
+                            )
+                        }
+                    };
                     self.calls.insert(id, handle);
                 }
                 Action::StartTimer { id, due_ms } => {
@@ -259,9 +301,26 @@ impl Actor {
                 }
                 Action::Finished { status } => {
                     info!(execution = %self.id, %status, "execution settled");
+                    if let Some(telemetry) = &mut self.telemetry {
+                        telemetry.settled(status, Utc::now().timestamp_millis());
+                    }
                     self.engine.announce(self.id, status);
                 }
             }
+        }
+    }
+}
+
+/// The event a finished call becomes. `resent`: this replica sent the call again after taking
+/// the execution over, so the previous owner may have sent it too and that send may have been
+/// applied; a failure of this send cannot prove otherwise, so its outcome is unknown whatever
+/// the invoker made of it (decision 0016). Found by the saga model
+/// (`orchestrator/language/tests/saga_model.rs`).
+pub(crate) fn call_event(id: WorkId, outcome: CallOutcome, resent: bool) -> Event {
+    match outcome {
+        CallOutcome::Succeeded(output) => Event::TaskSucceeded { id, output },
+        CallOutcome::Failed { error, cause, outcome_unknown } => {
+            Event::TaskFailed { id, error, cause, outcome_unknown: outcome_unknown || resent }
         }
     }
 }
@@ -320,4 +379,27 @@ pub(crate) fn transition(
         inbox_consumed,
         release: settled(status) || status == Status::Pending,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refused_connection() -> CallOutcome {
+        CallOutcome::Failed { error: "Grpc.Unavailable".into(), cause: None, outcome_unknown: false }
+    }
+
+    #[test]
+    fn a_failed_call_sent_again_after_a_takeover_has_an_unknown_outcome() {
+        let event = call_event(7, refused_connection(), true);
+        assert!(matches!(event, Event::TaskFailed { id: 7, outcome_unknown: true, .. }), "{event:?}");
+    }
+
+    #[test]
+    fn a_first_send_keeps_the_invokers_classification() {
+        let event = call_event(7, refused_connection(), false);
+        assert!(matches!(event, Event::TaskFailed { outcome_unknown: false, .. }), "{event:?}");
+        let ok = call_event(7, CallOutcome::Succeeded(serde_json::json!({"a": 1})), true);
+        assert!(matches!(ok, Event::TaskSucceeded { id: 7, .. }), "{ok:?}");
+    }
 }

@@ -14,7 +14,7 @@ pub mod definitions;
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use chrono::Utc;
 use sagaflow_language::interpreter::{self, Envelope, Event, Execution, Start, Status};
@@ -29,6 +29,7 @@ use uuid::Uuid;
 pub use self::definitions::Definitions;
 use crate::invoker::Invoker;
 use crate::store::{Created, NewExecution, Store, StoreError};
+use crate::telemetry::{ActorTelemetry, EngineMetrics, TraceParent, epoch_ms};
 
 /// Settings of one engine (one replica).
 #[derive(Debug, Clone)]
@@ -43,6 +44,8 @@ pub struct EngineConfig {
     pub claim_batch: u32,
     /// How often to look for cancel, terminate and repair requests.
     pub inbox_interval: Duration,
+    /// Where the engine counts what it does (`None`: nothing is counted).
+    pub metrics: Option<Arc<EngineMetrics>>,
 }
 
 impl Default for EngineConfig {
@@ -53,6 +56,7 @@ impl Default for EngineConfig {
             claim_interval: Duration::from_millis(500),
             claim_batch: 64,
             inbox_interval: Duration::from_millis(200),
+            metrics: None,
         }
     }
 }
@@ -191,6 +195,16 @@ impl Engine {
 
     /// Start an execution, or find the one this id or idempotency key already started.
     pub async fn start(&self, request: StartRequest) -> Result<Started, EngineError> {
+        self.start_traced(request, None).await
+    }
+
+    /// [`Engine::start`] for a request that carried a W3C trace context: the execution's trace
+    /// continues it (the context is kept with the execution, for whichever replica runs it).
+    pub async fn start_traced(
+        &self,
+        request: StartRequest,
+        trace_parent: Option<TraceParent>,
+    ) -> Result<Started, EngineError> {
         if self.inner.cancel.is_cancelled() {
             return Err(EngineError::ShuttingDown);
         }
@@ -210,7 +224,8 @@ impl Engine {
             key_namespace: None,
             fork_at: None,
         };
-        let now = Utc::now().timestamp_millis();
+        let wall = SystemTime::now();
+        let now = epoch_ms(wall);
         let step =
             interpreter::step(&definition, &mut execution, Envelope { now_ms: now, event: Event::Started(start) })
                 .map_err(|e| EngineError::InvalidRequest(e.to_string()))?;
@@ -223,12 +238,33 @@ impl Engine {
             request_hash,
             owner: self.inner.config.owner.clone(),
             lease: self.inner.config.lease,
+            trace_parent,
         };
+        let metrics = self.inner.config.metrics.as_ref();
+        let mut telemetry =
+            ActorTelemetry::new(metrics, id, &record.name, record.version, now, new.trace_parent.as_ref());
         match self.inner.store.create_execution(new, first).await? {
             Created::New { epoch } => {
                 debug!(execution = %id, definition = %record.name, "started");
+                if let Some(metrics) = metrics {
+                    metrics.execution_started(&record.name);
+                }
+                if let Some(telemetry) = &mut telemetry {
+                    telemetry.committed(&step, wall);
+                }
                 let timers = actor::timers_of(&step);
-                self.spawn_actor(id, epoch, definition, execution, timers, step.actions, Vec::new()).await;
+                self.spawn_actor(
+                    id,
+                    epoch,
+                    definition,
+                    execution,
+                    timers,
+                    step.actions,
+                    Vec::new(),
+                    telemetry,
+                    Default::default(),
+                )
+                .await;
                 Ok(Started { id, created: true })
             }
             Created::Existing { id, same_request: true } => Ok(Started { id, created: false }),
@@ -264,9 +300,9 @@ impl Engine {
         }
         let definition = self.inner.definitions.compiled(record.definition_id).await?;
         let id = Uuid::now_v7();
-        let forked =
-            interpreter::fork::fork(&definition, &history, state, &id.to_string(), Utc::now().timestamp_millis())
-                .map_err(|e| EngineError::InvalidRequest(format!("cannot fork {original} at \"{state}\": {e}")))?;
+        let wall = SystemTime::now();
+        let forked = interpreter::fork::fork(&definition, &history, state, &id.to_string(), epoch_ms(wall))
+            .map_err(|e| EngineError::InvalidRequest(format!("cannot fork {original} at \"{state}\": {e}")))?;
         let step = interpreter::Step { history: forked.history, actions: forked.actions };
         let first = actor::transition(id, 1, &self.inner.config.owner, &forked.execution, &step, Vec::new())?;
         let new = NewExecution {
@@ -277,12 +313,35 @@ impl Engine {
             request_hash: request_hash(&format!("fork of {original} at {state}"), &record.input),
             owner: self.inner.config.owner.clone(),
             lease: self.inner.config.lease,
+            trace_parent: None,
         };
+        let metrics = self.inner.config.metrics.as_ref();
+        let mut telemetry =
+            ActorTelemetry::new(metrics, id, &record.definition_name, record.definition_version, epoch_ms(wall), None);
         match self.inner.store.create_execution(new, first).await? {
             Created::New { epoch } => {
                 info!(execution = %id, original = %original, state, "forked");
+                if let Some(metrics) = metrics {
+                    metrics.execution_started(&record.definition_name);
+                }
+                // The steps a fork copies ran in the original's trace: only what the fork runs
+                // from here on gets spans (the copied history just opens the spans it left open).
+                if let Some(telemetry) = &mut telemetry {
+                    telemetry.rebuild(&step.history);
+                }
                 let timers = actor::timers_of(&step);
-                self.spawn_actor(id, epoch, definition, forked.execution, timers, step.actions, Vec::new()).await;
+                self.spawn_actor(
+                    id,
+                    epoch,
+                    definition,
+                    forked.execution,
+                    timers,
+                    step.actions,
+                    Vec::new(),
+                    telemetry,
+                    Default::default(),
+                )
+                .await;
                 Ok(Started { id, created: true })
             }
             Created::Existing { id, .. } => Ok(Started { id, created: false }),
@@ -293,7 +352,8 @@ impl Engine {
     /// or `limit` passes; returns the status then.
     pub async fn wait(&self, id: Uuid, limit: Duration) -> Result<Status, EngineError> {
         let deadline = tokio::time::Instant::now() + limit;
-        let mut receiver = self.watch(id);
+        let mut waiter = Waiter { engine: self, id, receiver: self.watch(id) };
+        let receiver = &mut waiter.receiver;
         let mut poll = Duration::from_millis(20);
         loop {
             let record = self
@@ -324,6 +384,7 @@ impl Engine {
         }
     }
 
+    /// Subscribe to the execution's status; [`Waiter`] gives the subscription back.
     fn watch(&self, id: Uuid) -> watch::Receiver<Status> {
         let mut watchers = self.inner.watchers.lock().unwrap_or_else(|e| e.into_inner());
         watchers.entry(id).or_insert_with(|| watch::channel(Status::Running).0).subscribe()
@@ -370,6 +431,8 @@ impl Engine {
         timers: Vec<(u64, i64)>,
         actions: Vec<interpreter::Action>,
         inbox: Vec<(i64, Option<Event>)>,
+        telemetry: Option<Box<ActorTelemetry>>,
+        resent: std::collections::BTreeSet<interpreter::WorkId>,
     ) {
         let (tx, rx) = mpsc::channel(1024);
         {
@@ -378,6 +441,9 @@ impl Engine {
                 return;
             }
             actors.insert(id, actor::Handle { tx: tx.clone(), epoch });
+        }
+        if let Some(metrics) = &self.inner.config.metrics {
+            metrics.actor_started();
         }
         let state = actor::Actor {
             engine: self.clone(),
@@ -390,6 +456,8 @@ impl Engine {
             timers: timers.into_iter().collect(),
             calls: HashMap::new(),
             delivered: Default::default(),
+            telemetry,
+            resent,
         };
         self.inner.tracker.spawn(state.run(actions, inbox));
     }
@@ -442,6 +510,36 @@ impl Engine {
         let execution: Execution = serde_json::from_value(claimed.record.snapshot.clone())
             .map_err(|e| EngineError::Store(StoreError::Corrupt(format!("snapshot of {id}: {e}"))))?;
         info!(execution = %id, epoch = claimed.epoch, status = %claimed.record.status, "took over execution");
+        let metrics = self.inner.config.metrics.as_ref();
+        if let Some(metrics) = metrics {
+            // Claimable since its lease ran out, or (released) since the first request waiting.
+            let since = claimed.previous_lease_expiry.or_else(|| claimed.inbox.iter().map(|i| i.created_at).min());
+            metrics.takeover(since.and_then(|s| (Utc::now() - s).to_std().ok()));
+        }
+        let record = &claimed.record;
+        let mut telemetry = ActorTelemetry::new(
+            metrics,
+            id,
+            &record.definition_name,
+            record.definition_version,
+            record.started_at.timestamp_millis(),
+            record.trace_parent.as_ref(),
+        );
+        if let Some(telemetry) = telemetry.as_mut().filter(|t| t.tracing()) {
+            // The spans still open live only in the history: replay it to finish them under
+            // the ids the previous owner gave them.
+            let mut history = Vec::new();
+            loop {
+                let after = history.last().map_or(0, |e: &interpreter::HistoryEvent| e.id);
+                let page = self.inner.store.history(id, after, 1000).await?;
+                let done = page.len() < 1000;
+                history.extend(page);
+                if done {
+                    break;
+                }
+            }
+            telemetry.rebuild(&history);
+        }
         let actions: Vec<interpreter::Action> =
             execution.outstanding().into_iter().filter(|a| matches!(a, interpreter::Action::Invoke(_))).collect();
         let timers = claimed.timers.iter().map(|t| (t.work_id, t.due.timestamp_millis())).collect();
@@ -450,7 +548,15 @@ impl Engine {
             .into_iter()
             .map(|item| (item.id, serde_json::from_value::<Event>(item.request).ok()))
             .collect();
-        self.spawn_actor(id, claimed.epoch, definition, execution, timers, actions, inbox).await;
+        // A failure of a call sent again says nothing of the previous owner's send.
+        let resent = actions
+            .iter()
+            .filter_map(|a| match a {
+                interpreter::Action::Invoke(call) => Some(call.id),
+                _ => None,
+            })
+            .collect();
+        self.spawn_actor(id, claimed.epoch, definition, execution, timers, actions, inbox, telemetry, resent).await;
         Ok(())
     }
 
@@ -473,6 +579,9 @@ impl Engine {
                     let actors = self.inner.actors.lock().await;
                     for id in lost {
                         warn!(execution = %id, "lease lost; another replica continues this execution");
+                        if let Some(metrics) = &self.inner.config.metrics {
+                            metrics.lease_lost();
+                        }
                         if let Some(handle) = actors.get(&id) {
                             let _ = handle.tx.try_send(actor::Msg::LeaseLost);
                         }
@@ -509,6 +618,27 @@ impl Engine {
     }
 }
 
+/// One `wait` on an execution's status. The last waiter to leave removes the execution's
+/// watcher, however the wait ends (settled, timed out, or dropped with its client): the
+/// actor can only remove a watcher nobody is subscribed to, and one made for another
+/// replica's (or an already settled) execution has no local actor at all, so without this
+/// every waited-on execution left its channel behind for the life of the process.
+struct Waiter<'a> {
+    engine: &'a Engine,
+    id: Uuid,
+    receiver: watch::Receiver<Status>,
+}
+
+impl Drop for Waiter<'_> {
+    fn drop(&mut self) {
+        let mut watchers = self.engine.inner.watchers.lock().unwrap_or_else(|e| e.into_inner());
+        // This waiter's own receiver still counts until the fields drop.
+        if watchers.get(&self.id).is_some_and(|w| w.receiver_count() <= 1) {
+            watchers.remove(&self.id);
+        }
+    }
+}
+
 /// Terminal, or parked for an operator.
 pub fn settled(status: Status) -> bool {
     status.is_terminal() || status == Status::CompensationStuck
@@ -526,4 +656,61 @@ pub fn request_hash(definition: &str, input: &Value) -> String {
 /// The stored form of an execution's state.
 pub(crate) fn snapshot_of(execution: &Execution) -> Result<Value, EngineError> {
     serde_json::to_value(execution).map_err(|e| EngineError::Store(StoreError::Corrupt(e.to_string())))
+}
+
+#[cfg(test)]
+mod tests {
+    use async_trait::async_trait;
+    use sagaflow_language::interpreter::Call;
+    use serde_json::json;
+
+    use super::*;
+    use crate::invoker::CallOutcome;
+    use crate::store::sqlite::SqliteStore;
+
+    struct Echo;
+
+    #[async_trait]
+    impl Invoker for Echo {
+        async fn invoke(&self, call: &Call) -> CallOutcome {
+            CallOutcome::Succeeded(call.input.clone())
+        }
+    }
+
+    /// Regression (found by the soak run: a replica's memory grew with every saga placed
+    /// with `wait_for_completion`): a wait that ended left its execution's status channel
+    /// in the engine for good.
+    #[tokio::test]
+    async fn a_finished_wait_leaves_no_watcher_behind() {
+        let dir = std::env::temp_dir().join(format!("sagaflow-wait-{}", Uuid::new_v4().simple()));
+        let store = SqliteStore::open(dir.join("engine.db").to_str().expect("path")).await.expect("store");
+        store.migrate().await.expect("migrate");
+        let config = EngineConfig { owner: "wait-test".into(), ..EngineConfig::default() };
+        let engine = Engine::new(Arc::new(store), Arc::new(Echo), config);
+        let definition = r#"{"StartAt": "Work", "States": {"Work": {"Type": "Task",
+            "Resource": "grpc://p/s.v1.S/Work", "SagaRole": "readonly", "End": true}}}"#;
+        engine.definitions().register("work", definition).await.expect("register");
+        for n in 0..3 {
+            let started = engine
+                .start(StartRequest {
+                    definition: "work".into(),
+                    version: None,
+                    input: json!({ "n": n }),
+                    execution_id: None,
+                    idempotency_key: None,
+                })
+                .await
+                .expect("start");
+            // Waited on while it runs, then again once it has settled (a repeated
+            // StartOrder with wait_for_completion does exactly that).
+            for _ in 0..2 {
+                let status = engine.wait(started.id, Duration::from_secs(10)).await.expect("wait");
+                assert_eq!(status, Status::Succeeded);
+            }
+        }
+        let left = engine.inner.watchers.lock().unwrap_or_else(|e| e.into_inner()).len();
+        assert_eq!(left, 0, "watchers left behind by finished waits");
+        engine.shutdown().await;
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

@@ -10,16 +10,20 @@
 //! 3. The input becomes the request message by the proto3 JSON mapping, unknown fields refused
 //!    (`Sagaflow.InvalidRequest` naming the field).
 //! 4. A unary call on the participant's one, lazily connected, shared HTTP/2 channel, with
-//!    `idempotency-key`, `saga-compensates` (compensations) and `sagaflow-attempt` metadata, and
-//!    the attempt's deadline both as `grpc-timeout` and as a local timer (`States.Timeout`).
+//!    `idempotency-key`, `saga-compensates` (compensations) and `sagaflow-attempt` metadata,
+//!    the attempt's W3C `traceparent`/`tracestate` when the engine traces it
+//!    ([`crate::telemetry::call`]), and the attempt's deadline both as `grpc-timeout` and as a
+//!    local timer (`States.Timeout`).
 //! 5. The answer becomes JSON with default-valued fields included; a failure is named by
 //!    [`error`]'s table, which also says whether the request may have been applied.
 //!
 //! Nothing here panics: every failure is an [`InvokeError`], and [`Invoker::invoke`] turns it
 //! into [`CallOutcome::Failed`] with a cause that says what to do.
 //!
-//! Not handled here: TLS (endpoints must be `http://`), `HeartbeatSeconds` (a unary call has
-//! no heartbeat; the deadline bounds it), and trace-context propagation (DESIGN §8).
+//! `https://` endpoints use [`GrpcInvokerOptions::tls`]: the CA that signed the participants'
+//! certificates and, for participants that require one, this orchestrator's client
+//! certificate (mutual TLS). Not handled here: `HeartbeatSeconds` (a unary call has no
+//! heartbeat; the deadline bounds it).
 
 pub mod codec;
 pub mod error;
@@ -85,6 +89,11 @@ pub struct GrpcInvokerOptions {
     pub max_response_bytes: usize,
     /// How responses are rendered.
     pub json: JsonOptions,
+    /// TLS for `https://` participants (CA, optional client identity); `None`: only
+    /// `http://` participants can be reached.
+    pub tls: Option<tonic::transport::ClientTlsConfig>,
+    /// Values at these paths of a call's input are scrubbed from the failures it logs.
+    pub redactor: crate::security::redact::Redactor,
 }
 
 impl Default for GrpcInvokerOptions {
@@ -98,6 +107,8 @@ impl Default for GrpcInvokerOptions {
             // they are recorded.
             max_response_bytes: 4 * 1024 * 1024,
             json: JsonOptions::default(),
+            tls: None,
+            redactor: Default::default(),
         }
     }
 }
@@ -107,11 +118,13 @@ impl Default for GrpcInvokerOptions {
 pub enum ConfigError {
     #[error("participant '{alias}': endpoint \"{url}\" is not a valid URL ({reason})")]
     InvalidEndpoint { alias: String, url: String, reason: String },
-    #[error(
-        "participant '{alias}': endpoint \"{url}\" must start with http:// (TLS to participants \
-         is not supported yet)"
-    )]
+    #[error("participant '{alias}': endpoint \"{url}\" must start with http:// or https://")]
     UnsupportedScheme { alias: String, url: String },
+    #[error(
+        "participant '{alias}': endpoint \"{url}\" is https:// but no CA is configured to check its \
+         certificate; set participant-ca (--participant-ca, SAGAFLOW_PARTICIPANT_CA)"
+    )]
+    NoTrustedCa { alias: String, url: String },
     #[error(
         "participant alias '{alias}' may only hold letters, digits, '-', '_' and '.' (it appears \
          in grpc://<participant>/... resources)"
@@ -320,13 +333,16 @@ impl Invoker for GrpcInvoker {
         match self.call(call).await {
             Ok(result) => CallOutcome::Succeeded(result),
             Err(err) => {
+                // A participant may quote the request in its error (a declined card's token).
+                let secrets = self.options.redactor.secrets(&call.input);
                 tracing::debug!(
                     resource = %call.resource,
                     state = %call.scope,
                     attempt = call.attempt,
                     error = %err.error_name(),
                     outcome_unknown = err.outcome_unknown(),
-                    "task call failed: {err}"
+                    "task call failed: {}",
+                    secrets.scrub(&err.to_string())
                 );
                 err.into_outcome()
             }
@@ -381,14 +397,23 @@ fn endpoint(alias: &str, url: &str, options: &GrpcInvokerOptions) -> Result<Endp
     if alias.is_empty() || !alias.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')) {
         return Err(ConfigError::InvalidAlias { alias: alias.to_owned() });
     }
-    if !url.starts_with("http://") {
+    let https = url.starts_with("https://");
+    if !url.starts_with("http://") && !https {
         return Err(ConfigError::UnsupportedScheme { alias: alias.to_owned(), url: url.to_owned() });
     }
-    let endpoint = Endpoint::from_shared(url.to_owned()).map_err(|err| ConfigError::InvalidEndpoint {
+    let invalid = |err: tonic::transport::Error| ConfigError::InvalidEndpoint {
         alias: alias.to_owned(),
         url: url.to_owned(),
         reason: source_chain(&err),
-    })?;
+    };
+    let mut endpoint = Endpoint::from_shared(url.to_owned()).map_err(invalid)?;
+    if https {
+        let tls = options
+            .tls
+            .clone()
+            .ok_or_else(|| ConfigError::NoTrustedCa { alias: alias.to_owned(), url: url.to_owned() })?;
+        endpoint = endpoint.tls_config(tls).map_err(invalid)?;
+    }
     let endpoint = endpoint.connect_timeout(options.connect_timeout).tcp_nodelay(true);
     Ok(match options.keep_alive_interval {
         Some(interval) => endpoint
@@ -451,6 +476,7 @@ fn insert_metadata(metadata: &mut MetadataMap, call: &Call) {
         metadata.insert(SAGA_COMPENSATES, ascii_value(forward));
     }
     metadata.insert(SAGAFLOW_ATTEMPT, AsciiMetadataValue::from(call.attempt));
+    crate::telemetry::call::inject(metadata);
 }
 
 fn ascii_value(value: &str) -> AsciiMetadataValue {
@@ -507,7 +533,13 @@ mod tests {
             GrpcInvokerOptions::default(),
         );
         assert_eq!(lenient.config_errors().count(), 1);
-        assert!(matches!(make("payment", "https://payment:443"), Err(ConfigError::UnsupportedScheme { .. })));
+        assert!(matches!(make("payment", "https://payment:443"), Err(ConfigError::NoTrustedCa { .. })));
+        assert!(matches!(make("payment", "grpc://payment:443"), Err(ConfigError::UnsupportedScheme { .. })));
+        let tls = GrpcInvokerOptions { tls: Some(tonic::transport::ClientTlsConfig::new()), ..Default::default() };
+        assert!(
+            GrpcInvoker::try_new(BTreeMap::from([("payment".to_owned(), "https://payment:443".to_owned())]), tls)
+                .is_ok()
+        );
         assert!(matches!(make("payment", "http://bad host"), Err(ConfigError::InvalidEndpoint { .. })));
         assert!(matches!(make("pay ment", "http://x:1"), Err(ConfigError::InvalidAlias { .. })));
     }

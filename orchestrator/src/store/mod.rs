@@ -20,6 +20,8 @@ use sagaflow_language::interpreter::{HistoryEvent, Status, WorkId};
 use serde_json::Value;
 use uuid::Uuid;
 
+pub use crate::telemetry::TraceParent;
+
 /// A registered definition version.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DefinitionRecord {
@@ -47,6 +49,8 @@ pub struct NewExecution {
     pub request_hash: String,
     pub owner: String,
     pub lease: Duration,
+    /// The W3C trace context the start request carried, continued by the execution's spans.
+    pub trace_parent: Option<TraceParent>,
 }
 
 /// What `create_execution` found.
@@ -105,6 +109,9 @@ pub struct Claimed {
     pub epoch: i64,
     pub timers: Vec<Timer>,
     pub inbox: Vec<InboxItem>,
+    /// When the lease this claim replaced ran out; `None` when there was none (released, or
+    /// never owned).
+    pub previous_lease_expiry: Option<DateTime<Utc>>,
 }
 
 /// The stored row of an execution.
@@ -127,6 +134,8 @@ pub struct ExecutionRecord {
     pub redrive_count: u32,
     pub owner: Option<String>,
     pub lease_expires_at: Option<DateTime<Utc>>,
+    /// The W3C trace context the start request carried, if any.
+    pub trace_parent: Option<TraceParent>,
 }
 
 /// Filters of `list_executions`; all optional, combined with AND.
@@ -206,6 +215,24 @@ pub trait Store: Send + Sync + 'static {
     async fn list_executions(&self, filter: &ExecutionFilter) -> Result<Vec<ExecutionRecord>, StoreError>;
     /// History events with id > `after`, at most `limit`, in order.
     async fn history(&self, id: Uuid, after: u64, limit: u32) -> Result<Vec<HistoryEvent>, StoreError>;
+
+    /// How many executions have `status` (for the metrics' gauges).
+    async fn count_with_status(&self, status: Status) -> Result<i64, StoreError>;
+    /// The connection pool's state, for the metrics.
+    fn pool_stats(&self) -> Option<PoolStats> {
+        None
+    }
+}
+
+/// A connection pool's state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolStats {
+    /// Connections open now.
+    pub size: u32,
+    /// Of those, waiting for work.
+    pub idle: u32,
+    /// The most the pool opens.
+    pub max: u32,
 }
 
 /// Database connections of a PostgreSQL pool made by [`open_store`].

@@ -26,8 +26,8 @@ use uuid::Uuid;
 
 use super::batch::CommitColumns;
 use super::{
-    Claimed, Created, DefinitionRecord, ExecutionFilter, ExecutionRecord, InboxItem, NewExecution, Store, StoreError,
-    Timer, Transition, prefix_range,
+    Claimed, Created, DefinitionRecord, ExecutionFilter, ExecutionRecord, InboxItem, NewExecution, PoolStats, Store,
+    StoreError, Timer, TraceParent, Transition, prefix_range,
 };
 
 /// The `LISTEN` channel on which every new inbox request is announced; the payload is the
@@ -211,7 +211,8 @@ impl Store for PostgresStore {
                     INSERT INTO sagaflow.executions (
                         id, definition_id, definition_name, definition_version, status, input,
                         output, error, cause, idempotency_key, request_hash, snapshot, stopped_at,
-                        last_event_id, redrive_count, owner, lease_epoch, lease_expires_at
+                        last_event_id, redrive_count, owner, lease_epoch, lease_expires_at,
+                        traceparent, tracestate
                     )
                     SELECT $1::uuid, d.id, d.name, d.version, $3::text, $4::text::json,
                         $5::text::json, $6::text, $7::text, $8::text, $9::text, $10::text::json,
@@ -219,7 +220,8 @@ impl Store for PostgresStore {
                         $12::int8, $13::int4,
                         CASE WHEN $14::bool THEN NULL ELSE $15::text END,
                         1,
-                        CASE WHEN $14::bool THEN NULL ELSE now() + make_interval(secs => $16::float8) END
+                        CASE WHEN $14::bool THEN NULL ELSE now() + make_interval(secs => $16::float8) END,
+                        $27::text, $28::text
                     FROM definition d
                     ON CONFLICT DO NOTHING
                     RETURNING id
@@ -267,6 +269,8 @@ impl Store for PostgresStore {
                 &c.timer_add_execution_ids,
                 &c.timer_add_work_ids,
                 &c.timer_add_due,
+                new.trace_parent.as_ref().map(|t| t.traceparent.as_str()),
+                new.trace_parent.as_ref().and_then(|t| t.tracestate.as_deref()),
             )
             .fetch_one(&self.pool)
             .await
@@ -441,7 +445,7 @@ impl Store for PostgresStore {
         let rows = sqlx::query!(
             r#"
             WITH active AS (
-                SELECT a.id
+                SELECT a.id, a.lease_expires_at AS was_due
                 FROM sagaflow.executions a
                 WHERE a.status IN ('RUNNING', 'COMPENSATING')
                   AND coalesce(a.lease_expires_at, '-infinity'::timestamptz) < now()
@@ -450,7 +454,7 @@ impl Store for PostgresStore {
                 FOR UPDATE SKIP LOCKED
             ),
             requested AS (
-                SELECT b.id
+                SELECT b.id, b.lease_expires_at AS was_due
                 FROM sagaflow.executions b
                 WHERE b.id IN (SELECT i.execution_id FROM sagaflow.inbox i)
                   AND coalesce(b.lease_expires_at, '-infinity'::timestamptz) < now()
@@ -458,9 +462,9 @@ impl Store for PostgresStore {
                 FOR UPDATE OF b SKIP LOCKED
             ),
             chosen AS (
-                SELECT id FROM active
+                SELECT id, was_due FROM active
                 UNION
-                SELECT id FROM requested
+                SELECT id, was_due FROM requested
                 LIMIT $3
             )
             UPDATE sagaflow.executions e SET
@@ -473,7 +477,7 @@ impl Store for PostgresStore {
                 e.id, e.definition_id, e.definition_name, e.definition_version, e.status, e.input,
                 e.output, e.error, e.cause, e.idempotency_key, e.snapshot, e.started_at,
                 e.stopped_at, e.last_event_id, e.redrive_count, e.owner, e.lease_expires_at,
-                e.lease_epoch,
+                e.traceparent, e.tracestate, e.lease_epoch, chosen.was_due AS "was_due?",
                 ARRAY(SELECT t.work_id FROM sagaflow.timers t WHERE t.execution_id = e.id
                       ORDER BY t.work_id) AS "timer_work_ids!",
                 ARRAY(SELECT t.due_at FROM sagaflow.timers t WHERE t.execution_id = e.id
@@ -513,6 +517,8 @@ impl Store for PostgresStore {
                     redrive_count: r.redrive_count,
                     owner: r.owner,
                     lease_expires_at: r.lease_expires_at,
+                    traceparent: r.traceparent,
+                    tracestate: r.tracestate,
                 }
                 .into_record()?;
                 let timers = zip_exact(r.timer_work_ids, r.timer_due, "timers")?
@@ -523,7 +529,7 @@ impl Store for PostgresStore {
                     .into_iter()
                     .map(|(id, (request, created_at))| InboxItem { id, execution_id: record.id, request, created_at })
                     .collect();
-                Ok(Claimed { record, epoch: r.lease_epoch, timers, inbox })
+                Ok(Claimed { record, epoch: r.lease_epoch, timers, inbox, previous_lease_expiry: r.was_due })
             })
             .collect()
     }
@@ -629,7 +635,7 @@ impl Store for PostgresStore {
             r#"
             SELECT id, definition_id, definition_name, definition_version, status, input, output,
                    error, cause, idempotency_key, snapshot, started_at, stopped_at, last_event_id,
-                   redrive_count, owner, lease_expires_at
+                   redrive_count, owner, lease_expires_at, traceparent, tracestate
             FROM sagaflow.executions
             WHERE id = $1
             "#,
@@ -686,7 +692,7 @@ impl Store for PostgresStore {
             r#"
             SELECT id, definition_id, definition_name, definition_version, status, input, output,
                    error, cause, idempotency_key, snapshot, started_at, stopped_at, last_event_id,
-                   redrive_count, owner, lease_expires_at
+                   redrive_count, owner, lease_expires_at, traceparent, tracestate
             FROM sagaflow.executions
             WHERE (cardinality($1::text[]) = 0 OR status = ANY($1))
               AND ($2::text IS NULL OR definition_name = $2)
@@ -712,6 +718,24 @@ impl Store for PostgresStore {
         .map_err(db_error)?;
         tx.commit().await.map_err(db_error)?;
         rows.into_iter().map(ExecutionRow::into_record).collect()
+    }
+
+    async fn count_with_status(&self, status: Status) -> Result<i64, StoreError> {
+        sqlx::query_scalar!(
+            r#"SELECT count(*) AS "count!" FROM sagaflow.executions WHERE status = $1"#,
+            status.as_str(),
+        )
+        .fetch_one(&self.pool)
+        .await
+        .map_err(db_error)
+    }
+
+    fn pool_stats(&self) -> Option<PoolStats> {
+        Some(PoolStats {
+            size: self.pool.size(),
+            idle: u32::try_from(self.pool.num_idle()).unwrap_or(u32::MAX),
+            max: self.pool.options().get_max_connections(),
+        })
     }
 
     async fn history(&self, id: Uuid, after: u64, limit: u32) -> Result<Vec<HistoryEvent>, StoreError> {
@@ -776,6 +800,8 @@ struct ExecutionRow {
     redrive_count: i32,
     owner: Option<String>,
     lease_expires_at: Option<DateTime<Utc>>,
+    traceparent: Option<String>,
+    tracestate: Option<String>,
 }
 
 impl ExecutionRow {
@@ -800,6 +826,7 @@ impl ExecutionRow {
             redrive_count: to_u32(self.redrive_count, "redrive count")?,
             owner: self.owner,
             lease_expires_at: self.lease_expires_at,
+            trace_parent: self.traceparent.map(|traceparent| TraceParent { traceparent, tracestate: self.tracestate }),
         })
     }
 }

@@ -48,8 +48,8 @@ use uuid::Uuid;
 
 use super::batch::CommitColumns;
 use super::{
-    Claimed, Created, DefinitionRecord, ExecutionFilter, ExecutionRecord, InboxItem, NewExecution, Store, StoreError,
-    Timer, Transition, prefix_range,
+    Claimed, Created, DefinitionRecord, ExecutionFilter, ExecutionRecord, InboxItem, NewExecution, PoolStats, Store,
+    StoreError, Timer, TraceParent, Transition, prefix_range,
 };
 
 /// The orchestrator's SQLite migrations (`migrations/sqlite/orchestrator`). Versions this
@@ -76,7 +76,32 @@ macro_rules! execution_columns {
     () => {
         "id, definition_id, definition_name, definition_version, status, input, output, error, cause, \
          idempotency_key, snapshot, started_at, stopped_at, last_event_id, redrive_count, owner, lease_epoch, \
-         lease_expires_at"
+         lease_expires_at, traceparent, tracestate"
+    };
+}
+
+/// The executions a claim takes (`id`, and `lease`: when its lease ran out), from the bindings
+/// ?3 (now) and ?4 (limit). `claim` reads them, then updates the same set under the same write
+/// lock, so both statements see one state.
+macro_rules! claim_candidates {
+    () => {
+        "SELECT id, lease FROM (
+             SELECT a.id, a.lease_expires_at AS lease
+             FROM sagaflow_executions a
+             WHERE a.status IN ('RUNNING', 'COMPENSATING')
+               AND coalesce(a.lease_expires_at, 0) < ?3
+             ORDER BY coalesce(a.lease_expires_at, 0)
+             LIMIT ?4
+         )
+         UNION
+         SELECT id, lease FROM (
+             SELECT b.id, b.lease_expires_at AS lease
+             FROM sagaflow_executions b
+             WHERE b.id IN (SELECT i.execution_id FROM sagaflow_inbox i)
+               AND coalesce(b.lease_expires_at, 0) < ?3
+             LIMIT ?4
+         )
+         LIMIT ?4"
     };
 }
 
@@ -305,9 +330,9 @@ impl Store for SqliteStore {
             "INSERT INTO sagaflow_executions (
                  id, definition_id, definition_name, definition_version, status, input, output, error, cause,
                  idempotency_key, request_hash, snapshot, started_at, stopped_at, last_event_id, redrive_count,
-                 owner, lease_epoch, lease_expires_at
+                 owner, lease_epoch, lease_expires_at, traceparent, tracestate
              )
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, 1, ?18)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, 1, ?18, ?19, ?20)
              ON CONFLICT DO NOTHING",
         )
         .bind(new.id)
@@ -328,6 +353,8 @@ impl Store for SqliteStore {
         .bind(redrives)
         .bind((!first.release).then_some(&new.owner))
         .bind((!first.release).then_some(lease_expires_at))
+        .bind(new.trace_parent.as_ref().map(|t| t.traceparent.as_str()))
+        .bind(new.trace_parent.as_ref().and_then(|t| t.tracestate.as_deref()))
         .execute(&mut *tx)
         .await
         .map_err(db_error)?;
@@ -468,30 +495,23 @@ impl Store for SqliteStore {
         // whose active ranges hold only the work in flight), and executions with waiting
         // inbox requests through the (small) inbox. The write lock makes the lease test
         // final: no other claim or commit runs until this transaction ends.
+        let previous: Vec<(Uuid, Option<i64>)> = sqlx::query_as(concat!(claim_candidates!()))
+            .bind(owner)
+            .bind(lease_expires_at)
+            .bind(now)
+            .bind(i64::from(limit))
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(db_error)?;
+        let previous: std::collections::HashMap<Uuid, Option<i64>> = previous.into_iter().collect();
         let rows: Vec<ExecutionRow> = sqlx::query_as(concat!(
             "UPDATE sagaflow_executions SET
                  owner = ?1,
                  lease_epoch = lease_epoch + 1,
                  lease_expires_at = ?2
-             WHERE id IN (
-                 SELECT id FROM (
-                     SELECT a.id
-                     FROM sagaflow_executions a
-                     WHERE a.status IN ('RUNNING', 'COMPENSATING')
-                       AND coalesce(a.lease_expires_at, 0) < ?3
-                     ORDER BY coalesce(a.lease_expires_at, 0)
-                     LIMIT ?4
-                 )
-                 UNION
-                 SELECT id FROM (
-                     SELECT b.id
-                     FROM sagaflow_executions b
-                     WHERE b.id IN (SELECT i.execution_id FROM sagaflow_inbox i)
-                       AND coalesce(b.lease_expires_at, 0) < ?3
-                     LIMIT ?4
-                 )
-                 LIMIT ?4
-             )
+             WHERE id IN (SELECT id FROM (",
+            claim_candidates!(),
+            "))
              RETURNING ",
             execution_columns!()
         ))
@@ -525,7 +545,8 @@ impl Store for SqliteStore {
             .await
             .map_err(db_error)?;
             let inbox = inbox.into_iter().map(InboxRow::into_item).collect::<Result<Vec<_>, _>>()?;
-            claimed.push(Claimed { record, epoch, timers, inbox });
+            let previous_lease_expiry = previous.get(&record.id).copied().flatten().map(time).transpose()?;
+            claimed.push(Claimed { record, epoch, timers, inbox, previous_lease_expiry });
         }
         tx.commit().await.map_err(db_error)?;
         claimed.sort_by_key(|c| c.record.id);
@@ -682,6 +703,23 @@ impl Store for SqliteStore {
         rows.into_iter().map(ExecutionRow::into_record).collect()
     }
 
+    async fn count_with_status(&self, status: Status) -> Result<i64, StoreError> {
+        sqlx::query_scalar("SELECT count(*) FROM sagaflow_executions WHERE status = ?1")
+            .bind(status.as_str())
+            .fetch_one(&self.reader)
+            .await
+            .map_err(db_error)
+    }
+
+    fn pool_stats(&self) -> Option<PoolStats> {
+        // The readers' pool: the writer is a single connection, busy or not.
+        Some(PoolStats {
+            size: self.reader.size(),
+            idle: u32::try_from(self.reader.num_idle()).unwrap_or(u32::MAX),
+            max: self.reader.options().get_max_connections(),
+        })
+    }
+
     async fn history(&self, id: Uuid, after: u64, limit: u32) -> Result<Vec<HistoryEvent>, StoreError> {
         // Past the largest INTEGER there is nothing left to read.
         let Ok(after) = i64::try_from(after) else {
@@ -825,6 +863,8 @@ struct ExecutionRow {
     owner: Option<String>,
     lease_epoch: i64,
     lease_expires_at: Option<i64>,
+    traceparent: Option<String>,
+    tracestate: Option<String>,
 }
 
 impl ExecutionRow {
@@ -852,6 +892,7 @@ impl ExecutionRow {
             redrive_count: u32::try_from(self.redrive_count).map_err(|e| corrupt("redrive count", &e))?,
             owner: self.owner,
             lease_expires_at: self.lease_expires_at.map(time).transpose()?,
+            trace_parent: self.traceparent.map(|traceparent| TraceParent { traceparent, tracestate: self.tracestate }),
         })
     }
 }

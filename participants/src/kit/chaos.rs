@@ -189,6 +189,34 @@ impl Faults {
     }
 }
 
+/// Marks a response whose call a fault touched, for the participant's metrics (an extension
+/// of the HTTP response, read by the request layer around every service).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InjectedFault {
+    /// Delayed by `latency_ms`, then handled normally.
+    Latency,
+    /// Failed before it was handled.
+    Error,
+    /// Handled and committed, then failed.
+    ErrorAfterApply,
+}
+
+impl InjectedFault {
+    /// The `kind` label of `sagaflow_participant_injected_faults_total`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            InjectedFault::Latency => "latency",
+            InjectedFault::Error => "error",
+            InjectedFault::ErrorAfterApply => "error_after_apply",
+        }
+    }
+}
+
+fn marked(mut response: http::Response<Body>, fault: InjectedFault) -> http::Response<Body> {
+    response.extensions_mut().insert(fault);
+    response
+}
+
 /// Wraps a business service in fault injection.
 #[derive(Debug, Clone)]
 pub struct FaultLayer {
@@ -247,7 +275,12 @@ where
                 tokio::time::sleep(decision.latency).await;
             }
             let Some(failure) = decision.failure else {
-                return inner.call(request).await;
+                let response = inner.call(request).await?;
+                return Ok(if decision.latency.is_zero() {
+                    response
+                } else {
+                    marked(response, InjectedFault::Latency)
+                });
             };
             if decision.apply_then_fail {
                 // A unary handler has run and committed by the time its response exists;
@@ -255,10 +288,10 @@ where
                 let response = inner.call(request).await?;
                 drop(response);
                 tracing::warn!(%method, "injected fault after applying the call");
-                return Ok(failure.to_status(&method, true).into_http());
+                return Ok(marked(failure.to_status(&method, true).into_http(), InjectedFault::ErrorAfterApply));
             }
             tracing::warn!(%method, "injected fault");
-            Ok(failure.to_status(&method, false).into_http())
+            Ok(marked(failure.to_status(&method, false).into_http(), InjectedFault::Error))
         })
     }
 }

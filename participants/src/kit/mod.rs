@@ -1,6 +1,6 @@
 //! The shared kit every demo participant is built from: idempotency with compensation
 //! tombstones, business errors and their one mapping to `tonic::Status`, fault injection,
-//! storage errors and a clock that tests can move.
+//! storage errors, a clock that tests can move, and process telemetry (logs, traces, metrics).
 
 pub mod chaos;
 pub mod clock;
@@ -8,6 +8,7 @@ pub mod error;
 pub mod idempotency;
 pub mod sqlite;
 pub mod store;
+pub mod telemetry;
 
 use error::ServiceError;
 

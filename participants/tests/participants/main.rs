@@ -40,3 +40,4 @@ mod inventory;
 mod payment;
 mod process;
 mod server;
+mod telemetry;

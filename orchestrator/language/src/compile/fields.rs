@@ -6,6 +6,7 @@ use serde_json::{Map, Value};
 
 use super::{Ctx, Loc, suggest};
 use crate::expr::{ExprError, Path, ReferencePath, Template};
+use crate::limits::WHOLE_NUMBER_LIMIT;
 use crate::model::PathField;
 
 pub(crate) type Object = Map<String, Value>;
@@ -81,17 +82,17 @@ impl Ctx<'_> {
         }
     }
 
-    /// A whole number of at least `min`.
+    /// A whole number from `min` to [`WHOLE_NUMBER_LIMIT`] (durations in seconds and counts;
+    /// the bound also keeps every later `seconds * 1000` far from overflowing).
     pub(crate) fn whole(&mut self, object: &Object, at: &Loc, key: &str, min: u64) -> Option<u64> {
         let value = object.get(key)?;
         match value.as_u64() {
-            Some(n) if n >= min => Some(n),
+            Some(n) if (min..=WHOLE_NUMBER_LIMIT).contains(&n) => Some(n),
             _ if value.is_number() => {
-                let bound = if min == 0 { "zero or more".to_string() } else { format!("at least {min}") };
                 self.error(
                     "invalid-value",
                     &at.key(key),
-                    format!("{key} must be a whole number, {bound}; found {value}"),
+                    format!("{key} must be a whole number from {min} to {WHOLE_NUMBER_LIMIT}; found {value}"),
                 );
                 None
             }

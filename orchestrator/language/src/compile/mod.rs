@@ -35,6 +35,7 @@ use std::rc::Rc;
 use serde_json::Value;
 
 use crate::diagnostic::{Diagnostic, Diagnostics, Severity};
+use crate::limits::{self, DEFINITION_LIMIT_BYTES, NESTING_LIMIT};
 use crate::model::Definition;
 
 use source::{Focus, Source};
@@ -55,21 +56,53 @@ pub fn position_of(source: &str, pointer: &str) -> (usize, usize) {
     }
 }
 
+/// Parse and validate a definition given as bytes (a file as read from disk): text that is
+/// not UTF-8 is reported at the first byte that is not, then [`compile`] takes over.
+pub fn compile_bytes(source: &[u8]) -> Result<Compiled, Diagnostics> {
+    if let Some(too_large) = over_size(source.len()) {
+        return Err(too_large);
+    }
+    match std::str::from_utf8(source) {
+        Ok(text) => compile(text),
+        Err(err) => {
+            let valid = err.valid_up_to();
+            // The prefix up to the bad byte is valid UTF-8, so positions count its characters.
+            let prefix = std::str::from_utf8(&source[..valid]).unwrap_or_default();
+            let (line, column) = limits::line_column(prefix, valid);
+            Err(only(
+                "invalid-utf8",
+                line,
+                column,
+                format!(
+                    "the definition is not valid UTF-8: byte 0x{:02X} cannot appear here; save the file as UTF-8",
+                    source[valid]
+                ),
+            ))
+        }
+    }
+}
+
 /// Parse and validate a definition's source text. On failure every problem is reported.
 pub fn compile(source: &str) -> Result<Compiled, Diagnostics> {
+    if let Some(too_large) = over_size(source.len()) {
+        return Err(too_large);
+    }
+    // The parser stops at the limit, so the validator's recursive walks stay far inside the
+    // stack; the message names the limit (serde_json's own, at 128 levels, would not).
     let (value, source) = match Source::parse(source) {
         Ok(parsed) => parsed,
-        Err(err) => {
-            return Err(Diagnostics(vec![Diagnostic {
-                severity: Severity::Error,
-                code: "json-syntax",
-                line: err.line,
-                column: err.column,
-                pointer: String::new(),
-                state: None,
-                message: err.message,
-            }]));
+        Err(err) if err.too_deep => {
+            return Err(only(
+                "json-too-deep",
+                err.line,
+                err.column,
+                format!(
+                    "arrays and objects nest more than {NESTING_LIMIT} levels deep here; {NESTING_LIMIT} levels is \
+                     the limit, flatten the definition"
+                ),
+            ));
         }
+        Err(err) => return Err(only("json-syntax", err.line, err.column, err.message)),
     };
     let mut ctx = Ctx::new(&source);
     for dup in source.duplicate_keys() {
@@ -95,6 +128,34 @@ pub fn compile(source: &str) -> Result<Compiled, Diagnostics> {
         saga::check(&mut ctx, skeleton);
     }
     ctx.finish(definition)
+}
+
+/// The definition-size limit, checked before anything else reads the text.
+fn over_size(len: usize) -> Option<Diagnostics> {
+    (len > DEFINITION_LIMIT_BYTES).then(|| {
+        only(
+            "definition-too-large",
+            1,
+            1,
+            format!(
+                "the definition is {len} bytes, over the limit of {DEFINITION_LIMIT_BYTES} bytes (1 MiB); split it \
+                 into smaller state machines"
+            ),
+        )
+    })
+}
+
+/// A single error about the document as a whole (it could not be read far enough for more).
+fn only(code: &'static str, line: usize, column: usize, message: String) -> Diagnostics {
+    Diagnostics(vec![Diagnostic {
+        severity: Severity::Error,
+        code,
+        line,
+        column,
+        pointer: String::new(),
+        state: None,
+        message,
+    }])
 }
 
 /// Validate a definition already parsed as JSON (positions are then those of its pretty form).

@@ -18,8 +18,10 @@ use std::fmt;
 
 use jsonc_parser::ast;
 use jsonc_parser::common::Ranged;
-use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Number, Value};
+
+use crate::limits::NESTING_LIMIT;
 
 /// Which part of an object member a diagnostic points at.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,6 +38,8 @@ pub(crate) struct SyntaxError {
     pub(crate) line: usize,
     pub(crate) column: usize,
     pub(crate) message: String,
+    /// The text nests arrays and objects past [`NESTING_LIMIT`], at `line:column`.
+    pub(crate) too_deep: bool,
 }
 
 /// A key that appears twice in one object.
@@ -68,8 +72,9 @@ impl<'t> Source<'t> {
         let line_starts = std::iter::once(0).chain(text.match_indices('\n').map(|(i, _)| i + 1)).collect();
         let mut source = Source { text, line_starts, tree: OnceCell::new(), has_duplicates: false };
         let duplicates = Cell::new(false);
+        let too_deep = Cell::new(false);
         let mut deserializer = serde_json::Deserializer::from_str(text);
-        let parsed = ValueSeed { duplicates: &duplicates }
+        let parsed = ValueSeed { duplicates: &duplicates, too_deep: &too_deep, depth: 0 }
             .deserialize(&mut deserializer)
             .and_then(|value| deserializer.end().map(|()| value));
         match parsed {
@@ -77,7 +82,7 @@ impl<'t> Source<'t> {
                 source.has_duplicates = duplicates.get();
                 Ok((value, source))
             }
-            Err(err) => Err(source.syntax_error(&err)),
+            Err(err) => Err(SyntaxError { too_deep: too_deep.get(), ..source.syntax_error(&err) }),
         }
     }
 
@@ -110,7 +115,7 @@ impl<'t> Source<'t> {
             Some(cut) => full[..cut].to_string(),
             None => full,
         };
-        SyntaxError { line, column, message: format!("invalid JSON: {message}") }
+        SyntaxError { line, column, message: format!("invalid JSON: {message}"), too_deep: false }
     }
 
     /// 1-based line and column (in characters) of a byte offset.
@@ -180,10 +185,26 @@ impl<'t> Source<'t> {
     }
 }
 
-/// Builds a `Value` as serde_json's own visitor does, and notes repeated keys.
+/// Builds a `Value` as serde_json's own visitor does, notes repeated keys, and stops at the
+/// first array or object past [`NESTING_LIMIT`] (serde_json's error then carries its position,
+/// and nothing after the parser ever walks deeper).
 #[derive(Clone, Copy)]
 struct ValueSeed<'f> {
     duplicates: &'f Cell<bool>,
+    too_deep: &'f Cell<bool>,
+    /// Arrays and objects around the value being read.
+    depth: usize,
+}
+
+impl ValueSeed<'_> {
+    /// The seed for the members of an array or object opened here.
+    fn inner<E: de::Error>(self) -> Result<Self, E> {
+        if self.depth >= NESTING_LIMIT {
+            self.too_deep.set(true);
+            return Err(E::custom(format_args!("arrays and objects nest more than {NESTING_LIMIT} levels deep")));
+        }
+        Ok(ValueSeed { depth: self.depth + 1, ..self })
+    }
 }
 
 impl<'de> DeserializeSeed<'de> for ValueSeed<'_> {
@@ -230,17 +251,19 @@ impl<'de> Visitor<'de> for ValueSeed<'_> {
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let inner = self.inner()?;
         let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0));
-        while let Some(item) = seq.next_element_seed(self)? {
+        while let Some(item) = seq.next_element_seed(inner)? {
             items.push(item);
         }
         Ok(Value::Array(items))
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut access: A) -> Result<Value, A::Error> {
+        let inner = self.inner()?;
         let mut map = Map::new();
         while let Some(key) = access.next_key::<String>()? {
-            let value = access.next_value_seed(self)?;
+            let value = access.next_value_seed(inner)?;
             // Like serde_json: the first key keeps its place, the last value wins.
             if map.insert(key, value).is_some() {
                 self.duplicates.set(true);

@@ -16,6 +16,8 @@ use base64::Engine as _;
 use serde_json::{Map, Number, Value};
 
 use super::{EvalError, ExprError, Path, Rng, Scope, path_not_found};
+use crate::errors;
+use crate::limits::{self, EVALUATION_BUDGET_BYTES, EXPRESSION_NESTING_LIMIT};
 
 /// The 18 functions AWS offers in JSONPath mode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -150,6 +152,8 @@ const MAX_RANGE_ITEMS: usize = 1000;
 struct Parser<'a> {
     src: &'a str,
     pos: usize,
+    /// Calls open around the current position; bounded so that nesting cannot exhaust the stack.
+    depth: usize,
 }
 
 impl<'a> Parser<'a> {
@@ -321,7 +325,16 @@ impl<'a> Parser<'a> {
                     }
                 }
                 if rest.starts_with("States.") {
-                    return self.call().map(Arg::Call);
+                    if self.depth >= EXPRESSION_NESTING_LIMIT {
+                        return Err(self.err(&format!(
+                            "intrinsic functions nest more than {EXPRESSION_NESTING_LIMIT} calls deep \
+                             ({EXPRESSION_NESTING_LIMIT} is the limit)"
+                        )));
+                    }
+                    self.depth += 1;
+                    let call = self.call().map(Arg::Call);
+                    self.depth -= 1;
+                    return call;
                 }
                 Err(self.err("expected a quoted string, a number, true, false, null, a path or an intrinsic function"))
             }
@@ -570,7 +583,7 @@ fn java_random_next_int(seed: i64, bound: i32) -> i32 {
 
 impl Call {
     pub fn parse(source: &str) -> Result<Self, ExprError> {
-        let mut parser = Parser { src: source, pos: 0 };
+        let mut parser = Parser { src: source, pos: 0, depth: 1 };
         let to_error = |message: String| ExprError { pointer: String::new(), message };
         let call = parser.call().map_err(to_error)?;
         parser.skip_ws();
@@ -610,6 +623,15 @@ impl Call {
                 }
                 Arg::Call(call) => Cow::Owned(call.eval_in_field(scope, field, &mut *rng)?),
             });
+        }
+        // Every function's result is at most a few times the size of its arguments: bounding
+        // the arguments bounds what nested calls can multiply.
+        let mut budget = EVALUATION_BUDGET_BYTES;
+        for value in &values {
+            limits::charge(value, &mut budget).map_err(|spent| EvalError {
+                error: errors::DATA_LIMIT_EXCEEDED.to_owned(),
+                message: format!("The arguments of {} in '{}': {spent}.", self.function, self.source),
+            })?;
         }
         self.apply(values, rng)
     }

@@ -14,6 +14,7 @@ use serde_json::Value;
 
 use super::{EvalError, ExprError, Scope};
 use crate::errors;
+use crate::limits::EXPRESSION_NESTING_LIMIT;
 
 /// Where a path starts.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -157,7 +158,17 @@ fn parse_bracket(src: &str, pos: &mut usize) -> Result<Token, String> {
                 } else {
                     match c {
                         b'\'' | b'"' => quote = Some(c),
-                        b'(' | b'[' => depth += 1,
+                        b'(' | b'[' => {
+                            depth += 1;
+                            // serde_json_path parses filters recursively: bound the nesting.
+                            if depth > EXPRESSION_NESTING_LIMIT {
+                                return Err(format!(
+                                    "the filter at position {open} of the path '{src}' nests brackets and \
+                                     parentheses more than {EXPRESSION_NESTING_LIMIT} levels deep \
+                                     ({EXPRESSION_NESTING_LIMIT} is the limit)"
+                                ));
+                            }
+                        }
                         b')' => depth = depth.saturating_sub(1),
                         b']' if depth == 0 => {
                             let filter = src[start..*pos].trim_end().to_owned();
@@ -457,6 +468,14 @@ impl ReferencePath {
                  filters, unions and '..' are not allowed here"
             ))
         })?;
+        // A ResultPath builds one object per step: more steps than values may nest would only
+        // build a value that every later check refuses.
+        if steps.len() > EXPRESSION_NESTING_LIMIT {
+            return Err(expr_error(format!(
+                "the reference path '{source}' has {} steps, more than the limit of {EXPRESSION_NESTING_LIMIT}",
+                steps.len()
+            )));
+        }
         Ok(ReferencePath { source: source.to_owned(), root, steps })
     }
 

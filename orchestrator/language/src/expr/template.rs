@@ -8,6 +8,8 @@
 use serde_json::{Map, Value};
 
 use super::{EvalError, Expr, ExprError, Rng, Scope};
+use crate::errors;
+use crate::limits::{self, NESTING_LIMIT};
 
 /// A template precompiled into literal subtrees and expressions.
 #[derive(Debug, Clone)]
@@ -88,20 +90,31 @@ fn compile_node(value: &Value, pointer: &str, errors: &mut Vec<ExprError>) -> No
     }
 }
 
-fn eval_node(node: &Node, scope: &Scope<'_>, rng: Rng<'_>) -> Result<Value, EvalError> {
+/// `budget`: what is left of [`limits::EVALUATION_BUDGET_BYTES`] for the values of `.$`
+/// entries (literal parts are bounded by the definition's size).
+fn eval_node(node: &Node, scope: &Scope<'_>, rng: Rng<'_>, budget: &mut usize) -> Result<Value, EvalError> {
     match node {
         Node::Literal(value) => Ok(value.clone()),
         Node::Object(entries) => {
             let mut map = Map::with_capacity(entries.len());
             for (key, child) in entries {
-                map.insert(key.clone(), eval_node(child, scope, &mut *rng)?);
+                map.insert(key.clone(), eval_node(child, scope, &mut *rng, budget)?);
             }
             Ok(Value::Object(map))
         }
-        Node::Array(items) => {
-            items.iter().map(|item| eval_node(item, scope, &mut *rng)).collect::<Result<Vec<_>, _>>().map(Value::Array)
+        Node::Array(items) => items
+            .iter()
+            .map(|item| eval_node(item, scope, &mut *rng, budget))
+            .collect::<Result<Vec<_>, _>>()
+            .map(Value::Array),
+        Node::Expr { field, expr } => {
+            let value = expr.eval(scope, field, rng)?;
+            limits::charge(&value, budget).map_err(|spent| EvalError {
+                error: errors::DATA_LIMIT_EXCEEDED.to_owned(),
+                message: format!("The payload template field '{field}': {spent}."),
+            })?;
+            Ok(value)
         }
-        Node::Expr { field, expr } => expr.eval(scope, field, rng),
     }
 }
 
@@ -122,8 +135,23 @@ impl Template {
         !matches!(self.root, Node::Literal(_))
     }
 
+    /// The template's value; a value nested deeper than [`NESTING_LIMIT`] is refused with
+    /// `States.DataLimitExceeded`, since what a template builds (a task's input, an item,
+    /// variables) is kept in history and snapshots that must stay readable. Every template
+    /// result is checked, so repeating a state cannot nest data deeper and deeper.
     pub fn eval(&self, scope: &Scope<'_>, rng: Rng<'_>) -> Result<Value, EvalError> {
-        eval_node(&self.root, scope, rng)
+        let mut budget = limits::EVALUATION_BUDGET_BYTES;
+        let value = eval_node(&self.root, scope, rng, &mut budget)?;
+        if self.is_dynamic() && limits::too_deep(&value) {
+            return Err(EvalError {
+                error: errors::DATA_LIMIT_EXCEEDED.to_owned(),
+                message: format!(
+                    "The payload template built a value that nests arrays and objects more than {NESTING_LIMIT} \
+                     levels deep, over the limit of {NESTING_LIMIT} levels."
+                ),
+            });
+        }
+        Ok(value)
     }
 }
 

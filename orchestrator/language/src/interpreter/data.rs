@@ -5,6 +5,7 @@ use chrono::{DateTime, SecondsFormat};
 use serde_json::Value;
 
 use super::PAYLOAD_LIMIT_BYTES;
+use crate::limits::{NESTING_LIMIT, size_upper_bound, too_deep};
 
 /// An integer, or a string holding one: AWS accepts `"1"` where a count is read from data.
 pub(super) fn as_integer(value: &Value) -> Option<i64> {
@@ -41,40 +42,43 @@ pub(super) fn display_plain(value: &Value) -> String {
     }
 }
 
-/// Whether a value's compact JSON text is over the payload limit.
-pub(super) fn over_limit(value: &Value) -> bool {
-    size_upper_bound(value, PAYLOAD_LIMIT_BYTES) > PAYLOAD_LIMIT_BYTES && json_size(value) > PAYLOAD_LIMIT_BYTES
+/// Which payload limit a value breaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Over {
+    /// Its compact JSON text is over [`PAYLOAD_LIMIT_BYTES`].
+    Size,
+    /// It nests arrays and objects deeper than [`NESTING_LIMIT`].
+    Depth,
 }
 
-/// An upper bound of the compact JSON size (every character escaped as `\uXXXX`, every
-/// number at its longest), cheap to compute; stops counting once past `stop`.
-pub(super) fn size_upper_bound(value: &Value, stop: usize) -> usize {
-    fn walk(value: &Value, total: &mut usize, stop: usize) {
-        if *total > stop {
-            return;
-        }
-        match value {
-            Value::Null | Value::Bool(_) => *total += 5,
-            Value::Number(_) => *total += 24,
-            Value::String(s) => *total += s.len() * 6 + 2,
-            Value::Array(items) => {
-                *total += 2 + items.len();
-                for item in items {
-                    walk(item, total, stop);
-                }
-            }
-            Value::Object(map) => {
-                *total += 2 + map.len() * 2;
-                for (k, v) in map {
-                    *total += k.len() * 6 + 2;
-                    walk(v, total, stop);
-                }
-            }
+impl Over {
+    /// The cause of the `States.DataLimitExceeded` failure of state `state`; the size one is
+    /// Step Functions' wording, word for word.
+    pub(super) fn state_cause(self, state: &str) -> String {
+        match self {
+            Over::Size => format!(
+                "The state/task '{state}' returned a result with a size exceeding the maximum number of bytes service limit."
+            ),
+            Over::Depth => format!(
+                "The state/task '{state}' returned a result that nests arrays and objects more than {NESTING_LIMIT} \
+                 levels deep, over the limit of {NESTING_LIMIT} levels."
+            ),
         }
     }
-    let mut total = 0;
-    walk(value, &mut total, stop);
-    total
+}
+
+/// The payload limit a value breaks, if any. Depth first: its walk is bounded, and the size
+/// check serializes the value.
+pub(super) fn over_limit(value: &Value) -> Option<Over> {
+    if too_deep(value) {
+        Some(Over::Depth)
+    } else if size_upper_bound(value, PAYLOAD_LIMIT_BYTES) > PAYLOAD_LIMIT_BYTES
+        && json_size(value) > PAYLOAD_LIMIT_BYTES
+    {
+        Some(Over::Size)
+    } else {
+        None
+    }
 }
 
 /// Size of a value's compact JSON text, without building the text.

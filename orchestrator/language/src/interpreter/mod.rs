@@ -36,10 +36,7 @@ pub use history::{EventKind, HistoryEvent};
 
 use crate::model::Definition;
 
-/// Largest input, output or task result, in bytes of compact JSON (as in Step Functions).
-pub const PAYLOAD_LIMIT_BYTES: usize = 256 * 1024;
-/// Most history events an execution may reach before it fails (as in Step Functions).
-pub const HISTORY_EVENT_LIMIT: u64 = 25_000;
+pub use crate::limits::{HISTORY_EVENT_LIMIT, PAYLOAD_LIMIT_BYTES};
 /// Default per-attempt timeout of a Task or compensation without `TimeoutSeconds`.
 pub const DEFAULT_TASK_TIMEOUT_SECONDS: u64 = 60;
 

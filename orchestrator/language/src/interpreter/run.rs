@@ -13,7 +13,7 @@ use rand_chacha::ChaCha8Rng;
 use rand_core::SeedableRng;
 use serde_json::{Map, Value, json};
 
-use super::data::{compact, format_time, json_size, over_limit};
+use super::data::{Over, compact, format_time, json_size, over_limit};
 use super::execution::{
     Cursor, Execution, MachineStep, Pending, RedrivePoint, Status, Thread, ThreadId, Visit, Waiter,
 };
@@ -22,6 +22,7 @@ use super::saga::LedgerEntry;
 use super::{Action, Envelope, Event, PAYLOAD_LIMIT_BYTES, Start, Step, StepError, WorkId};
 use crate::errors;
 use crate::expr::{EvalError, ReferencePath, Scope, Template, choice, timestamp};
+use crate::limits::NESTING_LIMIT;
 use crate::model::{
     Definition, FailField, PathField, Resilience, State, StateKind, StateMachine, Transition, WaitState,
 };
@@ -466,15 +467,19 @@ impl Runner<'_> {
             },
         );
         self.ex.next_thread_id = 1;
-        if over_limit(&input) {
-            let failure = Failure::new(
-                errors::DATA_LIMIT_EXCEEDED,
-                format!(
+        if let Some(over) = over_limit(&input) {
+            let cause = match over {
+                Over::Size => format!(
                     "The execution input is {} bytes, over the limit of {} bytes.",
                     json_size(&input),
                     PAYLOAD_LIMIT_BYTES
                 ),
-            );
+                Over::Depth => format!(
+                    "The execution input nests arrays and objects more than {NESTING_LIMIT} levels deep, over the \
+                     limit of {NESTING_LIMIT} levels."
+                ),
+            };
+            let failure = Failure::new(errors::DATA_LIMIT_EXCEEDED, cause);
             self.thread_mut(0).cursor = Cursor::Failed { error: failure.name().into(), cause: failure.cause.clone() };
             self.queue.push_back(Work::ThreadEnded { thread: 0 });
             return;
@@ -760,14 +765,8 @@ impl Runner<'_> {
         let combined =
             Self::merge_result(result_path, raw_input, selected).map_err(|e| Self::runtime_failure(&visit, e))?;
         let output = self.select(thread, &state.output_path, combined).map_err(|e| Self::runtime_failure(&visit, e))?;
-        if over_limit(&output) {
-            return Err(Failure::new(
-                errors::DATA_LIMIT_EXCEEDED,
-                format!(
-                    "The state/task '{}' returned a result with a size exceeding the maximum number of bytes service limit.",
-                    visit.state
-                ),
-            ));
+        if let Some(over) = over_limit(&output) {
+            return Err(Failure::new(errors::DATA_LIMIT_EXCEEDED, over.state_cause(&visit.state)));
         }
         self.exit_state(thread, state, &visit, output, assigned, state.transition.as_ref())
     }

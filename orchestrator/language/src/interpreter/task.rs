@@ -119,7 +119,8 @@ impl Runner<'_> {
         match result {
             Ok(output) => {
                 self.record(EventKind::TaskSucceeded, Some(scope.clone()), json!({ "callId": id }), Some(record));
-                let too_large = over_limit(&output);
+                let over = over_limit(&output);
+                let too_large = over.is_some();
                 // The participant applied the call whatever its answer's size: the
                 // compensation is owed before anything else can fail (an answer too large
                 // to keep is handed to it as null).
@@ -128,14 +129,8 @@ impl Runner<'_> {
                     let kept = (!too_large).then(|| output.clone());
                     self.push_ledger(thread, &visit, scope, key, kept);
                 }
-                if too_large {
-                    let failure = Failure::new(
-                        errors::DATA_LIMIT_EXCEEDED,
-                        format!(
-                            "The state/task '{}' returned a result with a size exceeding the maximum number of bytes service limit.",
-                            visit.state
-                        ),
-                    );
+                if let Some(over) = over {
+                    let failure = Failure::new(errors::DATA_LIMIT_EXCEEDED, over.state_cause(&visit.state));
                     return self
                         .end_thread(thread, Cursor::Failed { error: failure.name().into(), cause: failure.cause });
                 }
