@@ -242,13 +242,17 @@ pub async fn run(options: SoakOptions) -> anyhow::Result<SoakReport> {
     let faults = std::mem::take(&mut injector.log);
     let crashes = std::mem::take(&mut injector.crashes);
     drop(injector);
-    // Orders cut short by the stop are still in flight: their sagas settle on their own;
-    // follow each to its end so the checks see final statuses.
+    // Orders cut short by the stop, acknowledged or not, may have started sagas that settle on
+    // their own: place each again (the same order id names the same saga) and follow it to
+    // its end, so the checks see final statuses.
     while workers.join_next().await.is_some() {}
     let mut outcomes = std::mem::take(&mut *outcomes.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
     let (_keep, follow) = watch::channel(false);
-    for o in outcomes.iter_mut().filter(|o| !orders::settled(&o.status) && o.execution_id.is_some()) {
+    for o in outcomes.iter_mut().filter(|o| !orders::settled(&o.status)) {
         let again = orders::place_and_wait(replicas.clone(), o.kind, o.request.clone(), limits, follow.clone()).await;
+        if o.execution_id.is_none() {
+            o.execution_id = again.execution_id;
+        }
         o.status = again.status;
         o.problems.extend(again.problems);
     }

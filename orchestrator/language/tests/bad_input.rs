@@ -487,6 +487,39 @@ fn a_task_result_past_the_nesting_limit_is_refused() {
     );
 }
 
+/// Regression, found by the `interpret` fuzz target (the conformance case
+/// `map_state_break_condition` with `MaxConcurrency` 2 instead of 1): a Map iteration that
+/// failed at once aborted its siblings, whose starts were still queued in the same step; the
+/// queued start then looked up the dropped thread and panicked (`no entry found for key`).
+/// Any Map whose MaxConcurrency is not 1, with an iteration that fails at once; a Parallel
+/// whose first branch fails at once is checked alongside.
+#[test]
+fn a_child_failing_beside_queued_siblings_fails_the_state_cleanly() {
+    let map = |concurrency: u64| {
+        json!({"StartAt": "Start", "States": {
+            "Start": {"Type": "Pass", "Result": [1, "Hello", {}, 3.3, 3, 4, 5], "ResultPath": "$.arr", "Next": "Map"},
+            "Map": {"Type": "Map", "InputPath": "$.arr", "ResultPath": null, "MaxConcurrency": concurrency,
+                    "ItemProcessor": {"ProcessorConfig": {"Mode": "INLINE"}, "StartAt": "Equals4", "States": {
+                        "Equals4": {"Type": "Choice", "Default": "Pass", "Choices": [
+                            {"And": [{"Variable": "$", "IsNumeric": true}, {"Variable": "$", "NumericEquals": 4}],
+                             "Next": "Break"}]},
+                        "Break": {"Type": "Fail", "Error": "SomeFailure", "Cause": "break"},
+                        "Pass": {"Type": "Pass", "End": true}}},
+                    "End": true}}})
+    };
+    for concurrency in [0, 1, 2, 3, 7] {
+        let end = run(map(concurrency), json!({}));
+        assert_eq!(end.status, Status::Failed, "MaxConcurrency {concurrency}");
+        assert_eq!(end.error.as_deref(), Some("SomeFailure"), "MaxConcurrency {concurrency}");
+    }
+    let parallel = json!({"StartAt": "P", "States": {"P": {"Type": "Parallel", "End": true, "Branches": [
+        {"StartAt": "F", "States": {"F": {"Type": "Fail", "Error": "Boom"}}},
+        {"StartAt": "A", "States": {"A": {"Type": "Pass", "End": true}}},
+        {"StartAt": "B", "States": {"B": {"Type": "Pass", "End": true}}}]}}});
+    let end = run(parallel, json!({}));
+    assert_eq!((end.status, end.error.as_deref()), (Status::Failed, Some("Boom")));
+}
+
 // ------------------------------------------------------------------------ generated
 
 /// Arbitrary JSON, up to `depth` levels, with numbers and strings of every kind.

@@ -17,7 +17,7 @@ use tonic::transport::Channel;
 
 use super::orders::{Outcome, settled};
 use crate::cluster::Cluster;
-use crate::invariants;
+use crate::invariants::{self, PlacedOrder};
 
 /// The steps of the order saga that have a compensation.
 const COMPENSATABLE: [&str; 3] = ["ReserveInventory", "ChargePayment", "CreateShipment"];
@@ -125,7 +125,28 @@ pub async fn run(
         .collect();
     checks.add("only good orders succeed", wrong);
 
-    let placed_orders: Vec<_> = outcomes.iter().filter(|o| o.execution_id.is_some()).map(Outcome::placed).collect();
+    // The database's status is the truth for every order, acknowledged or not (a start may
+    // land though its answer was lost); an order with no execution must have no effect.
+    let mut disagree = Vec::new();
+    let placed_orders: Vec<_> = outcomes
+        .iter()
+        .map(|o| {
+            let stored = by_key
+                .get(&o.request.order_id)
+                .and_then(|ids| ids.first())
+                .and_then(|id| status_of.get(id))
+                .cloned()
+                .unwrap_or_else(|| "NOT STARTED".to_owned());
+            if settled(&o.status) && o.status != stored {
+                disagree.push(format!(
+                    "order {}: the API said {}, the database holds {stored}",
+                    o.request.order_id, o.status
+                ));
+            }
+            PlacedOrder { status: stored, ..o.placed() }
+        })
+        .collect();
+    checks.add("the API reported the stored final status", disagree);
     let design = invariants::check(cluster, &placed_orders, stock_before).await?;
     checks.add("DESIGN §6: money, shipments, stock", design);
 
@@ -247,17 +268,15 @@ fn history_shape(id: &str, status: &str, events: &[(i64, Event)], last_event_id:
     let ends: Vec<&str> =
         events.iter().filter(|(_, e)| END_EVENTS.contains(&e.kind.as_str())).map(|(_, e)| e.kind.as_str()).collect();
     match end_event(status) {
-        Some(expected) => {
-            if ends != [expected] {
-                out.push(format!("execution {id} is {status} but its end events are {ends:?}"));
-            }
+        Some(expected) if ends != [expected] => {
+            out.push(format!("execution {id} is {status} but its end events are {ends:?}"));
         }
-        None if status == "COMPENSATION_STUCK" => {
-            if !ends.is_empty() || !events.iter().any(|(_, e)| e.kind == "CompensationStuck") {
-                out.push(format!("execution {id} is parked but its history has {ends:?} and no CompensationStuck"));
-            }
+        None if status == "COMPENSATION_STUCK"
+            && (!ends.is_empty() || !events.iter().any(|(_, e)| e.kind == "CompensationStuck")) =>
+        {
+            out.push(format!("execution {id} is parked but its history has {ends:?} and no CompensationStuck"));
         }
-        None => {}
+        _ => {}
     }
     out
 }

@@ -236,13 +236,13 @@ impl<'a> Injector<'a> {
     /// Wait for the lasting faults to be lifted, then make sure everything runs again.
     pub async fn settle(&mut self) -> anyhow::Result<()> {
         while self.restores.join_next().await.is_some() {}
-        self.note_crashes();
+        self.note_crashes().await?;
         self.restore_all().await
     }
 
-    /// Record every process that is down though no fault holds it down: between faults,
-    /// every replica and participant must be running.
-    fn note_crashes(&mut self) {
+    /// Record every process that is down though no fault holds it down (between faults,
+    /// every replica and participant must be running), and start it again so the run goes on.
+    async fn note_crashes(&mut self) -> anyhow::Result<()> {
         let at = self.started.elapsed();
         let processes = self.cluster.replicas.iter_mut().chain(self.cluster.participants.values_mut());
         for p in processes {
@@ -252,8 +252,10 @@ impl<'a> Injector<'a> {
                     p.name,
                     p.log_tail(15)
                 ));
+                restart(p).await?;
             }
         }
+        Ok(())
     }
 
     /// Each replica's name and process id (none while it is down).
@@ -271,7 +273,7 @@ impl<'a> Injector<'a> {
 
     /// Inject one fault of `kind`. Kills and restarts return once the process is back.
     pub async fn inject(&mut self, kind: FaultKind) -> anyhow::Result<()> {
-        self.note_crashes();
+        self.note_crashes().await?;
         match kind {
             FaultKind::ReplicaKill => {
                 // Mostly one replica; one time in five every killable one at once, so no
@@ -296,7 +298,7 @@ impl<'a> Injector<'a> {
             }
             FaultKind::PostgresRestart => {
                 // Alternate: a clean stop, then a crash (immediate: WAL replay on start).
-                let mode = if self.pg_stops % 2 == 0 { StopMode::Fast } else { StopMode::Immediate };
+                let mode = if self.pg_stops.is_multiple_of(2) { StopMode::Fast } else { StopMode::Immediate };
                 self.pg_stops += 1;
                 // Longer than a starting replica's 5 s connection timeout, as a restart or a
                 // failover of a real server can be.

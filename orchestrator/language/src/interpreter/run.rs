@@ -496,6 +496,9 @@ impl Runner<'_> {
     pub(super) fn drain(&mut self) {
         while let Some(work) = self.queue.pop_front() {
             match work {
+                // A sibling that failed in this same step may have aborted (and dropped) the
+                // thread after its entry was queued: a Map iteration started beside a failing one.
+                Work::Enter { thread, .. } if !self.ex.threads.contains_key(&thread) => {}
                 Work::Enter { thread, state, input } => self.enter(thread, state, input),
                 Work::ThreadEnded { thread } => self.thread_ended(thread),
             }
