@@ -115,6 +115,19 @@ pub struct Outcome {
 }
 
 impl Outcome {
+    /// An order not yet acknowledged.
+    fn new(kind: Kind, request: &pb::StartOrderRequest) -> Outcome {
+        Outcome {
+            kind,
+            request: request.clone(),
+            execution_id: None,
+            start_attempts: 0,
+            status: String::new(),
+            latency: None,
+            problems: Vec::new(),
+        }
+    }
+
     pub fn placed(&self) -> PlacedOrder {
         PlacedOrder {
             order_id: self.request.order_id.clone(),
@@ -147,6 +160,12 @@ pub struct Replicas {
 }
 
 impl Replicas {
+    /// Count one more order in flight, keeping the peak.
+    fn enter(&self) {
+        let now = self.in_flight.fetch_add(1, Ordering::Relaxed) + 1;
+        self.peak_in_flight.fetch_max(now, Ordering::Relaxed);
+    }
+
     pub fn new(urls: &[String]) -> anyhow::Result<Replicas> {
         let channels = urls
             .iter()
@@ -205,17 +224,8 @@ pub async fn place(
     mut give_up: watch::Receiver<bool>,
 ) -> Outcome {
     let began = Instant::now();
-    let mut outcome = Outcome {
-        kind,
-        request: request.clone(),
-        execution_id: None,
-        start_attempts: 0,
-        status: String::new(),
-        latency: None,
-        problems: Vec::new(),
-    };
-    let now = replicas.in_flight.fetch_add(1, Ordering::Relaxed) + 1;
-    replicas.peak_in_flight.fetch_max(now, Ordering::Relaxed);
+    let mut outcome = Outcome::new(kind, &request);
+    replicas.enter();
     let mut backoff = Duration::from_millis(100);
     // Acknowledgement: the same order id on every attempt, so at most one saga starts.
     let id = loop {
@@ -284,17 +294,8 @@ pub async fn place_and_wait(
     mut give_up: watch::Receiver<bool>,
 ) -> Outcome {
     let began = Instant::now();
-    let mut outcome = Outcome {
-        kind,
-        request: request.clone(),
-        execution_id: None,
-        start_attempts: 0,
-        status: String::new(),
-        latency: None,
-        problems: Vec::new(),
-    };
-    let now = replicas.in_flight.fetch_add(1, Ordering::Relaxed) + 1;
-    replicas.peak_in_flight.fetch_max(now, Ordering::Relaxed);
+    let mut outcome = Outcome::new(kind, &request);
+    replicas.enter();
     let waiting = pb::StartOrderRequest { wait_for_completion: true, ..request.clone() };
     let mut backoff = Duration::from_millis(100);
     loop {
