@@ -169,6 +169,11 @@ fn events(ids: std::ops::RangeInclusive<u64>) -> Vec<HistoryEvent> {
 }
 
 /// A RUNNING transition of `id` held by (`owner`, `epoch`) with these events.
+/// A snapshot as the store takes it: JSON text.
+fn raw(value: &serde_json::Value) -> Box<serde_json::value::RawValue> {
+    serde_json::value::to_raw_value(value).expect("serializable")
+}
+
 fn step(id: Uuid, owner: &str, epoch: i64, ids: std::ops::RangeInclusive<u64>) -> Transition {
     let last = *ids.end();
     Transition {
@@ -177,7 +182,7 @@ fn step(id: Uuid, owner: &str, epoch: i64, ids: std::ops::RangeInclusive<u64>) -
         owner: owner.to_owned(),
         events: events(ids),
         status: Status::Running,
-        snapshot: json!({ "at": last }),
+        snapshot: raw(&json!({ "at": last })),
         output: None,
         error: None,
         cause: None,
@@ -253,12 +258,12 @@ async fn json_payloads_keep_their_key_order<S: Store>(store: S) {
     let mut new = new_execution(id, definition_id, "owner-a", LONG);
     new.input = input.clone();
     let mut first = step(id, "owner-a", 1, 1..=2);
-    first.snapshot = input.clone();
+    first.snapshot = raw(&input);
     first.events[0].details = input.clone();
     store.create_execution(new, first).await.expect("create");
     let mut next = step(id, "owner-a", 1, 3..=3);
     next.output = Some(input.clone());
-    next.snapshot = input.clone();
+    next.snapshot = raw(&input);
     next.events[0].details = input.clone();
     store.commit(&[next]).await.expect("commit");
     store.post_request(id, input.clone()).await.expect("post");
@@ -409,7 +414,7 @@ async fn create_records_the_first_transition<S: Store>(store: S) {
     );
     assert_eq!(record.status, Status::Running);
     assert_eq!(record.input, new.input);
-    assert_eq!(record.snapshot, first.snapshot);
+    assert_eq!(record.snapshot.to_string(), first.snapshot.get());
     assert_eq!((record.output, record.error, record.cause), (None, None, None));
     assert_eq!(record.idempotency_key.as_deref(), Some("k"));
     assert_eq!(record.last_event_id, 2);
@@ -451,7 +456,7 @@ async fn commit_appends_history_in_order_and_updates_the_row<S: Store>(store: S)
     // A transition with no events updates the row and keeps the history position.
     let mut quiet = step(id, "a", 1, 1..=1);
     quiet.events.clear();
-    quiet.snapshot = json!({ "quiet": true });
+    quiet.snapshot = raw(&json!({ "quiet": true }));
     store.commit(&[quiet]).await.expect("commit without events");
     let record = get(&store, id).await;
     assert_eq!(record.last_event_id, 5);
@@ -1111,12 +1116,12 @@ mod bench {
             e.kind = kind;
             e.details = json!({ "output": { "payment_id": "pay_0123456789", "amount_cents": 12_345 }, "resource": "grpc://payment/payment.v1.Payment/Charge" });
         }
-        t.snapshot = json!({
+        t.snapshot = super::raw(&json!({
             "status": "RUNNING",
             "input": { "order_id": "order-1", "items": [{ "sku": "sku-1", "quantity": 2, "unit_price_cents": 1999 }] },
             "stack": (0..8).map(|i| json!({ "state": format!("Step{i}"), "key": format!("{id}:Step{i}:forward"), "input": { "amount": i } })).collect::<Vec<_>>(),
             "next_work_id": first_event,
-        });
+        }));
         t
     }
 

@@ -4,6 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use chrono::{DateTime, Utc};
@@ -24,6 +25,9 @@ use crate::telemetry::{ActorTelemetry, epoch_ms};
 pub(crate) struct Handle {
     pub(crate) tx: mpsc::Sender<Msg>,
     pub(crate) epoch: i64,
+    /// Set before the actor sends the commit that gives the lease up, so the renewal loop
+    /// does not mistake the released lease for a lost one.
+    pub(crate) releasing: Arc<AtomicBool>,
 }
 
 #[derive(Debug)]
@@ -62,6 +66,8 @@ pub(crate) struct Actor {
     pub(crate) telemetry: Option<Box<ActorTelemetry>>,
     /// Calls this replica sent again when it took the execution over, until they answer.
     pub(crate) resent: BTreeSet<WorkId>,
+    /// Shared with the handle: see [`Handle::releasing`].
+    pub(crate) releasing: Arc<AtomicBool>,
 }
 
 /// Why the actor stops.
@@ -163,7 +169,8 @@ impl Actor {
         }
         warn!(execution = %self.id, inbox = inbox_id, "discarding an unreadable inbox request");
         let owner = &self.engine.inner.config.owner;
-        let Ok(transition) = transition(self.id, self.epoch, owner, &self.execution, &Step::default(), vec![inbox_id])
+        let Ok(transition) =
+            transition(self.id, self.epoch, owner, &self.execution, &mut Step::default(), vec![inbox_id])
         else {
             return Some(Stop::Refused);
         };
@@ -177,7 +184,7 @@ impl Actor {
     async fn apply(&mut self, event: Event, inbox: Vec<i64>) -> Option<Stop> {
         let wall = SystemTime::now();
         let now = epoch_ms(wall);
-        let step = match interpreter::step(&self.definition, &mut self.execution, Envelope { now_ms: now, event }) {
+        let mut step = match interpreter::step(&self.definition, &mut self.execution, Envelope { now_ms: now, event }) {
             Ok(step) => step,
             Err(e) => {
                 // A late answer for abandoned work, or a request that does not fit the status:
@@ -190,7 +197,7 @@ impl Actor {
             }
         };
         let owner = &self.engine.inner.config.owner;
-        let transition = match transition(self.id, self.epoch, owner, &self.execution, &step, inbox) {
+        let transition = match transition(self.id, self.epoch, owner, &self.execution, &mut step, inbox) {
             Ok(t) => t,
             Err(e) => {
                 // The state in memory moved on but cannot be recorded: leave the execution to
@@ -199,11 +206,12 @@ impl Actor {
                 return Some(Stop::Refused);
             }
         };
-        if let Err(stop) = self.commit(transition).await {
-            return Some(stop);
-        }
+        let committed = match self.commit(transition).await {
+            Ok(committed) => committed,
+            Err(stop) => return Some(stop),
+        };
         if let Some(telemetry) = &mut self.telemetry {
-            telemetry.committed(&step, wall);
+            telemetry.committed(&committed.events, wall);
         }
         self.act(step.actions);
         settled(self.execution.status).then_some(Stop::Settled)
@@ -212,12 +220,15 @@ impl Actor {
     /// Commit, riding out database outages; a lost lease ends the actor. Any other error is
     /// not one that waiting fixes: the actor stops without acting, its lease expires, and the
     /// execution is taken over again from its last committed state.
-    async fn commit(&self, transition: Transition) -> Result<(), Stop> {
+    async fn commit(&self, transition: Transition) -> Result<Transition, Stop> {
+        if transition.release {
+            self.releasing.store(true, Ordering::Release);
+        }
         let mut delay = Duration::from_millis(50);
         let mut transition = transition;
         loop {
             let failed = match self.engine.inner.committer.commit(transition).await {
-                Ok(()) => return Ok(()),
+                Ok(committed) => return Ok(committed),
                 Err(failed) => failed,
             };
             match (failed.error, failed.transition) {
@@ -336,13 +347,15 @@ pub(crate) fn timers_of(step: &Step) -> Vec<(WorkId, i64)> {
         .collect()
 }
 
-/// The store transition recording `step`, already applied to `execution`.
+/// The store transition recording `step`, already applied to `execution`. The step's history
+/// moves into the transition (copying every event's payload cost more than the interpreter's
+/// own work); the committer hands the transition back once it is committed.
 pub(crate) fn transition(
     id: Uuid,
     epoch: i64,
     owner: &str,
     execution: &Execution,
-    step: &Step,
+    step: &mut Step,
     inbox_consumed: Vec<i64>,
 ) -> Result<Transition, EngineError> {
     let mut timers_added = Vec::new();
@@ -368,7 +381,7 @@ pub(crate) fn transition(
         execution_id: id,
         epoch,
         owner: owner.to_owned(),
-        events: step.history.clone(),
+        events: std::mem::take(&mut step.history),
         status,
         snapshot: snapshot_of(execution)?,
         output: execution.output.clone(),

@@ -26,8 +26,9 @@ pub(crate) struct Failed {
     pub(crate) transition: Option<Box<Transition>>,
 }
 
-/// What a commit answers.
-pub(crate) type Outcome = Result<(), Failed>;
+/// What a commit answers: the transition back once it is committed (its history is still
+/// needed for telemetry), or why not.
+pub(crate) type Outcome = Result<Transition, Failed>;
 
 struct Request {
     transition: Transition,
@@ -97,8 +98,8 @@ async fn commit_batch(store: &dyn Store, mut transitions: Vec<Transition>, mut r
         match store.commit(&transitions).await {
             Ok(()) => {
                 debug!(batch = transitions.len(), "committed");
-                for reply in replies {
-                    let _ = reply.send(Ok(()));
+                for (t, reply) in transitions.into_iter().zip(replies) {
+                    let _ = reply.send(Ok(t));
                 }
                 return;
             }
@@ -121,7 +122,7 @@ async fn commit_batch(store: &dyn Store, mut transitions: Vec<Transition>, mut r
                 // stop the others: commit them one by one so each gets its own answer.
                 for (t, r) in transitions.into_iter().zip(replies) {
                     let outcome = match store.commit(std::slice::from_ref(&t)).await {
-                        Ok(()) => Ok(()),
+                        Ok(()) => Ok(t),
                         Err(e) => Err(Failed { error: e, transition: Some(Box::new(t)) }),
                     };
                     let _ = r.send(outcome);

@@ -20,8 +20,9 @@ pub(super) struct CommitColumns {
     pub(super) owners: Vec<String>,
     pub(super) epochs: Vec<i64>,
     pub(super) statuses: Vec<String>,
-    pub(super) snapshots: Vec<Value>,
-    pub(super) outputs: Vec<Option<Value>>,
+    /// JSON texts, as the database takes them.
+    pub(super) snapshots: Vec<String>,
+    pub(super) outputs: Vec<Option<String>>,
     pub(super) errors: Vec<Option<String>>,
     pub(super) causes: Vec<Option<String>>,
     /// `None` when the execution's transitions carry no events.
@@ -51,8 +52,9 @@ pub(super) struct EventColumns {
     pub(super) timestamps: Vec<DateTime<Utc>>,
     pub(super) types: Vec<String>,
     pub(super) states: Vec<Option<String>>,
-    pub(super) details: Vec<Option<Value>>,
-    pub(super) causes: Vec<Option<Value>>,
+    /// JSON texts, serialized from the events without copying their values first.
+    pub(super) details: Vec<Option<String>>,
+    pub(super) causes: Vec<Option<String>>,
 }
 
 /// Why a batch cannot be committed before asking the database.
@@ -166,7 +168,7 @@ impl CommitColumns {
                     ))
                 })?;
                 let cause = match &event.cause {
-                    Some(cause) => Some(serde_json::to_value(cause).map_err(|e| {
+                    Some(cause) => Some(serde_json::to_string(cause).map_err(|e| {
                         BatchError::Invalid(format!("cannot serialize the cause of event {event_id}: {e}"))
                     })?),
                     None => None,
@@ -176,7 +178,7 @@ impl CommitColumns {
                 self.events.timestamps.push(timestamp);
                 self.events.types.push(event.kind.as_str().to_owned());
                 self.events.states.push(event.state.clone());
-                self.events.details.push((!event.details.is_null()).then(|| event.details.clone()));
+                self.events.details.push((!event.details.is_null()).then(|| event.details.to_string()));
                 self.events.causes.push(cause);
             }
             for timer in &t.timers_added {
@@ -192,8 +194,8 @@ impl CommitColumns {
         self.owners.push(last.owner.clone());
         self.epochs.push(last.epoch);
         self.statuses.push(last.status.as_str().to_owned());
-        self.snapshots.push(last.snapshot.clone());
-        self.outputs.push(last.output.clone());
+        self.snapshots.push(last.snapshot.get().to_owned());
+        self.outputs.push(last.output.as_ref().map(Value::to_string));
         self.errors.push(last.error.clone());
         self.causes.push(last.cause.clone());
         self.first_event_ids.push(first_event_id);
@@ -252,7 +254,7 @@ mod tests {
                 })
                 .collect(),
             status: Status::Running,
-            snapshot: json!({"n": 1}),
+            snapshot: serde_json::value::to_raw_value(&json!({"n": 1})).expect("serializable"),
             output: None,
             error: None,
             cause: None,

@@ -18,6 +18,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sagaflow_language::interpreter::{HistoryEvent, Status, WorkId};
 use serde_json::Value;
+use serde_json::value::RawValue;
 use uuid::Uuid;
 
 pub use crate::telemetry::TraceParent;
@@ -72,8 +73,9 @@ pub struct Transition {
     /// Appended to the history, ids continuing it.
     pub events: Vec<HistoryEvent>,
     pub status: Status,
-    /// The serialized interpreter state (`sagaflow_language::interpreter::Execution`).
-    pub snapshot: Value,
+    /// The interpreter state (`sagaflow_language::interpreter::Execution`) as JSON text:
+    /// serialized once, straight from the execution, and sent to the database as it is.
+    pub snapshot: Box<RawValue>,
     pub output: Option<Value>,
     pub error: Option<String>,
     pub cause: Option<String>,

@@ -252,7 +252,7 @@ impl Store for PostgresStore {
                 first.cause,
                 new.idempotency_key,
                 new.request_hash,
-                first.snapshot.to_string(),
+                first.snapshot.get(),
                 first.status.is_terminal(),
                 last_event_id,
                 redrives,
@@ -264,8 +264,8 @@ impl Store for PostgresStore {
                 &c.events.timestamps,
                 &c.events.types,
                 &c.events.states as _,
-                &json_texts(&c.events.details) as _,
-                &json_texts(&c.events.causes) as _,
+                &c.events.details as _,
+                &c.events.causes as _,
                 &c.timer_add_execution_ids,
                 &c.timer_add_work_ids,
                 &c.timer_add_due,
@@ -406,8 +406,8 @@ impl Store for PostgresStore {
             &c.owners,
             &c.epochs,
             &c.statuses,
-            &c.snapshots.iter().map(Value::to_string).collect::<Vec<_>>(),
-            &json_texts(&c.outputs) as _,
+            &c.snapshots,
+            &c.outputs as _,
             &c.errors as _,
             &c.causes as _,
             &c.first_event_ids as _,
@@ -420,8 +420,8 @@ impl Store for PostgresStore {
             &c.events.timestamps,
             &c.events.types,
             &c.events.states as _,
-            &json_texts(&c.events.details) as _,
-            &json_texts(&c.events.causes) as _,
+            &c.events.details as _,
+            &c.events.causes as _,
             &c.timer_add_execution_ids,
             &c.timer_add_work_ids,
             &c.timer_add_due,
@@ -904,12 +904,6 @@ fn transient_sqlstate(code: &str) -> bool {
     code.starts_with("08")
         || code.starts_with("53")
         || matches!(code, "57P01" | "57P02" | "57P03" | "40001" | "40P01" | "25006" | "55000")
-}
-
-/// JSON payloads are sent as text and cast to `json` in SQL: sqlx sends a `serde_json::Value`
-/// as `jsonb`, which would reorder keys before the `json` column could keep them.
-fn json_texts(values: &[Option<Value>]) -> Vec<Option<String>> {
-    values.iter().map(|v| v.as_ref().map(Value::to_string)).collect()
 }
 
 #[cfg(test)]

@@ -346,7 +346,7 @@ impl Store for SqliteStore {
         .bind(&first.cause)
         .bind(&new.idempotency_key)
         .bind(&new.request_hash)
-        .bind(first.snapshot.to_string())
+        .bind(first.snapshot.get())
         .bind(now)
         .bind(first.status.is_terminal().then_some(now))
         .bind(last_event_id)
@@ -420,8 +420,8 @@ impl Store for SqliteStore {
                    AND (?14 IS NULL OR last_event_id = ?14 - 1)",
             )
             .bind(&c.statuses[i])
-            .bind(c.snapshots[i].to_string())
-            .bind(c.outputs[i].as_ref().map(Value::to_string))
+            .bind(&c.snapshots[i])
+            .bind(&c.outputs[i])
             .bind(&c.errors[i])
             .bind(&c.causes[i])
             .bind(c.last_event_ids[i])
@@ -783,8 +783,8 @@ async fn write_history_and_timers(
                 .push_bind(e.timestamps[i].timestamp_micros())
                 .push_bind(e.types[i].clone())
                 .push_bind(e.states[i].clone())
-                .push_bind(e.details[i].as_ref().map(Value::to_string))
-                .push_bind(e.causes[i].as_ref().map(Value::to_string));
+                .push_bind(e.details[i].as_deref())
+                .push_bind(e.causes[i].as_deref());
         });
         insert.build().execute(&mut **tx).await.map_err(db_error)?;
     }

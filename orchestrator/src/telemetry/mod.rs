@@ -17,7 +17,7 @@ pub mod trace;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use sagaflow_language::interpreter::{Status, Step, WorkId};
+use sagaflow_language::interpreter::{HistoryEvent, Status, WorkId};
 pub use sagaflow_participants::kit::telemetry::{
     LogFormat, Telemetry, TelemetryError, TelemetryOptions, init, init_logging, otlp_configured, span_sink,
 };
@@ -73,12 +73,12 @@ impl ActorTelemetry {
     }
 
     /// A step was committed at `at`.
-    pub(crate) fn committed(&mut self, step: &Step, at: SystemTime) {
+    pub(crate) fn committed(&mut self, history: &[HistoryEvent], at: SystemTime) {
         if let Some(trace) = &mut self.trace {
-            trace.observe(&step.history, Some(at));
+            trace.observe(history, Some(at));
         }
         if let Some(metrics) = &self.metrics {
-            metrics.observe_history(&self.definition, &step.history);
+            metrics.observe_history(&self.definition, history);
         }
     }
 
