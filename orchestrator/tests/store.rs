@@ -49,6 +49,7 @@ store_tests!(
     create_is_idempotent_per_definition_name_and_key,
     create_refuses_an_unknown_definition,
     create_records_the_first_transition,
+    a_batch_of_starts_is_answered_per_start,
     commit_appends_history_in_order_and_updates_the_row,
     terminal_status_sets_stopped_at_and_release_frees_the_row,
     several_transitions_of_one_execution_commit_in_order,
@@ -427,6 +428,58 @@ async fn create_records_the_first_transition<S: Store>(store: S) {
     assert_eq!(store.history(id, 0, 100).await.expect("history"), first.events);
     // The creator holds the lease at epoch 1: it can commit straight away.
     store.commit(&[step(id, "a", 1, 3..=3)]).await.expect("commit at epoch 1");
+}
+
+/// The group commit of starts: one call, each start answered as `create_execution` would,
+/// whatever its neighbours are (new, a repeat inside the batch or of an existing execution,
+/// an unknown definition).
+async fn a_batch_of_starts_is_answered_per_start<S: Store>(store: S) {
+    let def = definition(&store, "order").await;
+    let keyed = |id: Uuid, key: &str, hash: &str| NewExecution {
+        idempotency_key: Some(key.into()),
+        request_hash: hash.into(),
+        ..new_execution(id, def, "a", LONG)
+    };
+    let existing = Uuid::now_v7();
+    store.create_execution(keyed(existing, "old", "h"), step(existing, "a", 1, 1..=2)).await.expect("create");
+
+    let ids: Vec<Uuid> = (0..6).map(|_| Uuid::now_v7()).collect();
+    let mut timed = step(ids[0], "a", 1, 1..=3);
+    timed.timers_added = vec![Timer { work_id: 4, due: at(60) }];
+    let batch = vec![
+        (keyed(ids[0], "k0", "h"), timed),
+        (keyed(ids[1], "old", "h"), step(ids[1], "a", 1, 1..=2)),
+        (keyed(ids[2], "k2", "h"), step(ids[2], "a", 1, 1..=2)),
+        (keyed(ids[3], "k2", "other"), step(ids[3], "a", 1, 1..=2)),
+        (new_execution(ids[4], 4242, "a", LONG), step(ids[4], "a", 1, 1..=1)),
+        (new_execution(ids[5], def, "a", LONG), step(ids[5], "a", 1, 1..=1)),
+    ];
+    let answers = store.create_executions(batch).await;
+    assert_eq!(answers.len(), 6);
+    assert_eq!(answers[0].as_ref().expect("new"), &Created::New { epoch: 1 });
+    assert_eq!(answers[1].as_ref().expect("repeat"), &Created::Existing { id: existing, same_request: true });
+    assert_eq!(answers[2].as_ref().expect("new"), &Created::New { epoch: 1 });
+    assert_eq!(answers[3].as_ref().expect("repeat"), &Created::Existing { id: ids[2], same_request: false });
+    assert!(matches!(answers[4], Err(StoreError::DefinitionNotFound(_))), "{:?}", answers[4]);
+    assert_eq!(answers[5].as_ref().expect("new"), &Created::New { epoch: 1 });
+
+    // What was inserted is whole (row, history, timers); what was refused left nothing.
+    assert_eq!(event_ids(&store, ids[0]).await, vec![1, 2, 3]);
+    assert_eq!(event_ids(&store, ids[2]).await, vec![1, 2]);
+    assert_eq!(event_ids(&store, ids[5]).await, vec![1]);
+    assert_eq!(get(&store, ids[0]).await.owner.as_deref(), Some("a"));
+    for refused in [ids[1], ids[3], ids[4]] {
+        assert_eq!(store.get_execution(refused).await.expect("get"), None);
+        assert!(event_ids(&store, refused).await.is_empty());
+    }
+    assert_eq!(event_ids(&store, existing).await, vec![1, 2]);
+    store.commit(&[step(ids[0], "a", 1, 4..=4)]).await.expect("the creator holds the lease at epoch 1");
+    // A claim of the timer's execution would return its timer: look at it through a claim
+    // after releasing the lease.
+    store.release("a", &[(ids[0], 1)]).await.expect("release");
+    let claimed = store.claim("b", LONG, 10).await.expect("claim");
+    let timers: Vec<_> = claimed.iter().filter(|c| c.record.id == ids[0]).flat_map(|c| c.timers.clone()).collect();
+    assert_eq!(timers, vec![Timer { work_id: 4, due: at(60) }]);
 }
 
 async fn commit_appends_history_in_order_and_updates_the_row<S: Store>(store: S) {

@@ -4,6 +4,9 @@
 //!
 //! A batch is all or nothing in the store, so a transition fenced out by a lost lease would
 //! sink the others: it is answered `LeaseLost` and the rest are committed again without it.
+//!
+//! New executions are grouped the same way by a second task ([`Committer::create`]): starts
+//! arriving together are inserted with one statement, which the store answers per start.
 
 use std::time::Duration;
 
@@ -12,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::debug;
 
-use crate::store::{Store, StoreError, Transition};
+use crate::store::{Created, NewExecution, Store, StoreError, Transition};
 
 /// Most transitions in one commit: enough to share an fsync widely, small enough to keep
 /// one statement's arrays and its lock set modest.
@@ -35,10 +38,17 @@ struct Request {
     reply: oneshot::Sender<Outcome>,
 }
 
-/// The handle actors commit through.
+struct CreateRequest {
+    new: NewExecution,
+    first: Transition,
+    reply: oneshot::Sender<Result<Created, StoreError>>,
+}
+
+/// The handle actors commit through, and starts create through.
 #[derive(Clone)]
 pub(crate) struct Committer {
     tx: mpsc::Sender<Request>,
+    create_tx: mpsc::Sender<CreateRequest>,
 }
 
 impl Committer {
@@ -48,8 +58,21 @@ impl Committer {
         tracker: &TaskTracker,
     ) -> Committer {
         let (tx, rx) = mpsc::channel(4 * MAX_BATCH);
-        tracker.spawn(run(store, rx, cancel));
-        Committer { tx }
+        let (create_tx, create_rx) = mpsc::channel(4 * MAX_BATCH);
+        tracker.spawn(run(store.clone(), rx, cancel.clone()));
+        tracker.spawn(run_creations(store, create_rx, cancel));
+        Committer { tx, create_tx }
+    }
+
+    /// Insert a new execution with its first transition (with whatever other starts are
+    /// waiting), or find the existing one for its id or idempotency key.
+    pub(crate) async fn create(&self, new: NewExecution, first: Transition) -> Result<Created, StoreError> {
+        let shutting_down = || StoreError::Unavailable("the engine is shutting down".into());
+        let (reply, answer) = oneshot::channel();
+        if self.create_tx.send(CreateRequest { new, first, reply }).await.is_err() {
+            return Err(shutting_down());
+        }
+        answer.await.unwrap_or_else(|_| Err(shutting_down()))
     }
 
     /// Commit one transition (with whatever others are waiting).
@@ -86,6 +109,34 @@ async fn run(store: std::sync::Arc<dyn Store>, mut rx: mpsc::Receiver<Request>, 
             }
         }
         commit_batch(store.as_ref(), transitions, replies).await;
+    }
+}
+
+async fn run_creations(
+    store: std::sync::Arc<dyn Store>,
+    mut rx: mpsc::Receiver<CreateRequest>,
+    cancel: CancellationToken,
+) {
+    loop {
+        let first = tokio::select! {
+            request = rx.recv() => match request { Some(r) => r, None => return },
+            _ = cancel.cancelled() => return,
+        };
+        let mut batch = vec![(first.new, first.first)];
+        let mut replies = vec![first.reply];
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(request) => {
+                    batch.push((request.new, request.first));
+                    replies.push(request.reply);
+                }
+                Err(_) => break,
+            }
+        }
+        let answers = store.create_executions(batch).await;
+        for (answer, reply) in answers.into_iter().zip(replies) {
+            let _ = reply.send(answer);
+        }
     }
 }
 
@@ -132,7 +183,7 @@ async fn commit_batch(store: &dyn Store, mut transitions: Vec<Transition>, mut r
             Err(e) => {
                 // Every transition hears the same error and gets itself back to retry.
                 for (t, r) in transitions.into_iter().zip(replies) {
-                    let _ = r.send(Err(Failed { error: same(&e), transition: Some(Box::new(t)) }));
+                    let _ = r.send(Err(Failed { error: e.clone(), transition: Some(Box::new(t)) }));
                 }
                 // A failing database is not hammered by the committer itself.
                 if matches!(e, StoreError::Unavailable(_)) {
@@ -141,17 +192,5 @@ async fn commit_batch(store: &dyn Store, mut transitions: Vec<Transition>, mut r
                 return;
             }
         }
-    }
-}
-
-/// A copy of a store error for each transition of a failed batch.
-fn same(e: &StoreError) -> StoreError {
-    match e {
-        StoreError::LeaseLost(id) => StoreError::LeaseLost(*id),
-        StoreError::ExecutionNotFound(id) => StoreError::ExecutionNotFound(*id),
-        StoreError::DefinitionNotFound(n) => StoreError::DefinitionNotFound(n.clone()),
-        StoreError::Unavailable(m) => StoreError::Unavailable(m.clone()),
-        StoreError::Database(m) => StoreError::Database(m.clone()),
-        StoreError::Corrupt(m) => StoreError::Corrupt(m.clone()),
     }
 }

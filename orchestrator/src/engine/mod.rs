@@ -245,7 +245,7 @@ impl Engine {
         let mut telemetry =
             ActorTelemetry::new(metrics, id, &record.name, record.version, now, new.trace_parent.as_ref());
         let history = telemetry.is_some().then(|| first.events.clone());
-        match self.inner.store.create_execution(new, first).await? {
+        match self.inner.committer.create(new, first).await? {
             Created::New { epoch } => {
                 debug!(execution = %id, definition = %record.name, "started");
                 if let Some(metrics) = metrics {
@@ -321,7 +321,7 @@ impl Engine {
         let metrics = self.inner.config.metrics.as_ref();
         let mut telemetry =
             ActorTelemetry::new(metrics, id, &record.definition_name, record.definition_version, epoch_ms(wall), None);
-        match self.inner.store.create_execution(new, first).await? {
+        match self.inner.committer.create(new, first).await? {
             Created::New { epoch } => {
                 info!(execution = %id, original = %original, state, "forked");
                 if let Some(metrics) = metrics {

@@ -225,6 +225,96 @@ impl CommitColumns {
     }
 }
 
+/// Columns of several new executions with their first transitions, for the one-statement
+/// insert of a batch of starts (PostgreSQL's group commit of new executions).
+#[derive(Debug, Default)]
+pub(super) struct CreationColumns {
+    pub(super) ids: Vec<Uuid>,
+    pub(super) definition_ids: Vec<i64>,
+    pub(super) statuses: Vec<String>,
+    pub(super) inputs: Vec<String>,
+    pub(super) outputs: Vec<Option<String>>,
+    pub(super) errors: Vec<Option<String>>,
+    pub(super) causes: Vec<Option<String>>,
+    pub(super) idempotency_keys: Vec<Option<String>>,
+    pub(super) request_hashes: Vec<String>,
+    pub(super) snapshots: Vec<String>,
+    pub(super) terminal: Vec<bool>,
+    pub(super) last_event_ids: Vec<i64>,
+    pub(super) redrives: Vec<i32>,
+    pub(super) release: Vec<bool>,
+    pub(super) owners: Vec<String>,
+    pub(super) lease_seconds: Vec<f64>,
+    pub(super) traceparents: Vec<Option<String>>,
+    pub(super) tracestates: Vec<Option<String>>,
+
+    pub(super) events: EventColumns,
+
+    pub(super) timer_execution_ids: Vec<Uuid>,
+    pub(super) timer_work_ids: Vec<i64>,
+    pub(super) timer_due: Vec<DateTime<Utc>>,
+}
+
+impl CreationColumns {
+    /// Add one start; gives its first transition back as [`CommitColumns::for_creation`]
+    /// settled it, for the single path if the batch does not insert it.
+    pub(super) fn push(&mut self, new: &NewExecution, first: Transition) -> Result<Transition, StoreError> {
+        let (c, first, last_event_id, redrives) = CommitColumns::for_creation(new, first)?;
+        let CommitColumns {
+            mut statuses,
+            mut snapshots,
+            mut outputs,
+            mut errors,
+            mut causes,
+            events,
+            mut timer_add_execution_ids,
+            mut timer_add_work_ids,
+            mut timer_add_due,
+            ..
+        } = c;
+        let (Some(status), Some(snapshot), Some(output), Some(error), Some(cause)) =
+            (statuses.pop(), snapshots.pop(), outputs.pop(), errors.pop(), causes.pop())
+        else {
+            return Err(StoreError::Database(format!("new execution {} has no first transition", new.id)));
+        };
+        self.ids.push(new.id);
+        self.definition_ids.push(new.definition_id);
+        self.statuses.push(status);
+        self.inputs.push(new.input.to_string());
+        self.outputs.push(output);
+        self.errors.push(error);
+        self.causes.push(cause);
+        self.idempotency_keys.push(new.idempotency_key.clone());
+        self.request_hashes.push(new.request_hash.clone());
+        self.snapshots.push(snapshot);
+        self.terminal.push(first.status.is_terminal());
+        self.last_event_ids.push(last_event_id);
+        self.redrives.push(redrives);
+        self.release.push(first.release);
+        self.owners.push(new.owner.clone());
+        self.lease_seconds.push(new.lease.as_secs_f64());
+        self.traceparents.push(new.trace_parent.as_ref().map(|t| t.traceparent.clone()));
+        self.tracestates.push(new.trace_parent.as_ref().and_then(|t| t.tracestate.clone()));
+        self.events.append(events);
+        self.timer_execution_ids.append(&mut timer_add_execution_ids);
+        self.timer_work_ids.append(&mut timer_add_work_ids);
+        self.timer_due.append(&mut timer_add_due);
+        Ok(first)
+    }
+}
+
+impl EventColumns {
+    fn append(&mut self, mut other: EventColumns) {
+        self.execution_ids.append(&mut other.execution_ids);
+        self.ids.append(&mut other.ids);
+        self.timestamps.append(&mut other.timestamps);
+        self.types.append(&mut other.types);
+        self.states.append(&mut other.states);
+        self.details.append(&mut other.details);
+        self.causes.append(&mut other.causes);
+    }
+}
+
 fn to_i64(value: u64, what: &str) -> Result<i64, BatchError> {
     i64::try_from(value).map_err(|_| BatchError::Invalid(format!("{what} {value} does not fit in a BIGINT")))
 }

@@ -8,6 +8,7 @@
 //! it holds, and fails with [`StoreError::LeaseLost`] when another replica took over.
 
 mod batch;
+mod lane;
 pub mod postgres;
 pub mod sqlite;
 
@@ -153,7 +154,7 @@ pub struct ExecutionFilter {
     pub limit: u32,
 }
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     /// Another replica owns the execution now (or the lease expired and was taken).
     #[error("lease on execution {0} lost to another replica")]
@@ -194,6 +195,16 @@ pub trait Store: Send + Sync + 'static {
     /// Insert an execution owned by `new.owner`, together with its first transition, in one
     /// transaction; or report the existing execution for the same id or idempotency key.
     async fn create_execution(&self, new: NewExecution, first: Transition) -> Result<Created, StoreError>;
+    /// Create several executions, each as [`Store::create_execution`] would, answering in
+    /// order. A backend that can insert them in one transaction does (group commit of starts);
+    /// one entry's failure never fails the others.
+    async fn create_executions(&self, batch: Vec<(NewExecution, Transition)>) -> Vec<Result<Created, StoreError>> {
+        let mut answers = Vec::with_capacity(batch.len());
+        for (new, first) in batch {
+            answers.push(self.create_execution(new, first).await);
+        }
+        answers
+    }
     /// Commit transitions (possibly of several executions) in one database transaction.
     /// If any is fenced out, none is applied and the error names that execution.
     async fn commit(&self, transitions: &[Transition]) -> Result<(), StoreError>;

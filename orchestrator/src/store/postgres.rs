@@ -13,7 +13,8 @@
 //! with the connection safe: a transition already in the history is acknowledged, not
 //! written twice.
 
-use std::sync::LazyLock;
+use std::collections::HashSet;
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -24,7 +25,8 @@ use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgDatabaseError, PgPool, PgPoolOptions};
 use uuid::Uuid;
 
-use super::batch::CommitColumns;
+use super::batch::{CommitColumns, CreationColumns};
+use super::lane::Lane;
 use super::{
     Claimed, Created, DefinitionRecord, ExecutionFilter, ExecutionRecord, InboxItem, NewExecution, PoolStats, Store,
     StoreError, Timer, TraceParent, Transition, prefix_range,
@@ -51,10 +53,13 @@ const SQLSTATE_HISTORY_GAP: &str = "SF002";
 /// Each lost round means another writer won, so this bounds the writers racing at once.
 const INSERT_RACE_RETRIES: usize = 16;
 
-/// A handle to the pool; cheap to clone.
+/// A handle to the pool; cheap to clone. Clones share the pool and the two lanes that the
+/// group commits of transitions and of new executions write through.
 #[derive(Debug, Clone)]
 pub struct PostgresStore {
     pool: PgPool,
+    commit_lane: Arc<Lane>,
+    create_lane: Arc<Lane>,
 }
 
 impl PostgresStore {
@@ -78,7 +83,7 @@ impl PostgresStore {
     /// Use a pool built elsewhere. For commit latency, build it as [`connect`](Self::connect)
     /// does, with `test_before_acquire(false)`.
     pub fn from_pool(pool: PgPool) -> Self {
-        Self { pool }
+        Self { pool, commit_lane: Arc::default(), create_lane: Arc::default() }
     }
 
     /// The pool, e.g. to `LISTEN` on [`INBOX_CHANNEL`].
@@ -312,6 +317,149 @@ impl Store for PostgresStore {
         Err(StoreError::Unavailable(format!("execution {} conflicts with concurrent writes; try again", new.id)))
     }
 
+    async fn create_executions(&self, batch: Vec<(NewExecution, Transition)>) -> Vec<Result<Created, StoreError>> {
+        if batch.len() < 2 {
+            let mut answers = Vec::with_capacity(batch.len());
+            for (new, first) in batch {
+                answers.push(self.create_execution(new, first).await);
+            }
+            return answers;
+        }
+        let mut answers: Vec<Option<Result<Created, StoreError>>> = (0..batch.len()).map(|_| None).collect();
+        // Entries that go into the one statement: the first of each id and of each key in the
+        // batch (a repeat would conflict with its twin inside the statement), with a valid
+        // first transition. The others take the single path afterwards, which tells them apart.
+        let mut columns = CreationColumns::default();
+        let mut in_statement = Vec::new();
+        let mut single = Vec::new();
+        let (mut ids, mut keys) = (HashSet::new(), HashSet::new());
+        for (i, (new, first)) in batch.into_iter().enumerate() {
+            let repeat = !ids.insert(new.id) || new.idempotency_key.as_ref().is_some_and(|k| !keys.insert(k.clone()));
+            if repeat {
+                single.push((i, new, first));
+                continue;
+            }
+            match columns.push(&new, first) {
+                Ok(first) => in_statement.push((i, new, first)),
+                Err(e) => answers[i] = Some(Err(e)),
+            }
+        }
+        let c = &columns;
+        let query = sqlx::query_scalar!(
+            r#"
+            WITH n AS (
+                SELECT *
+                FROM UNNEST($1::uuid[], $2::int8[], $3::text[], $4::text[], $5::text[], $6::text[],
+                            $7::text[], $8::text[], $9::text[], $10::text[], $11::bool[], $12::int8[],
+                            $13::int4[], $14::bool[], $15::text[], $16::float8[], $17::text[], $18::text[])
+                    AS n(id, definition_id, status, input, output, error, cause, idempotency_key,
+                         request_hash, snapshot, terminal, last_event_id, redrives, release, owner,
+                         lease_seconds, traceparent, tracestate)
+            ),
+            created AS (
+                INSERT INTO sagaflow.executions (
+                    id, definition_id, definition_name, definition_version, status, input,
+                    output, error, cause, idempotency_key, request_hash, snapshot, stopped_at,
+                    last_event_id, redrive_count, owner, lease_epoch, lease_expires_at,
+                    traceparent, tracestate
+                )
+                SELECT n.id, d.id, d.name, d.version, n.status, n.input::json,
+                    n.output::json, n.error, n.cause, n.idempotency_key, n.request_hash, n.snapshot::json,
+                    CASE WHEN n.terminal THEN now() END,
+                    n.last_event_id, n.redrives,
+                    CASE WHEN n.release THEN NULL ELSE n.owner END,
+                    1,
+                    CASE WHEN n.release THEN NULL ELSE now() + make_interval(secs => n.lease_seconds) END,
+                    n.traceparent, n.tracestate
+                FROM n JOIN sagaflow.definitions d ON d.id = n.definition_id
+                ON CONFLICT DO NOTHING
+                RETURNING id
+            ),
+            history AS (
+                INSERT INTO sagaflow.history (execution_id, id, "timestamp", type, state, details, cause)
+                SELECT h.execution_id, h.id, h.at, h.type, h.state, h.details::json, h.cause::json
+                FROM UNNEST($19::uuid[], $20::int8[], $21::timestamptz[], $22::text[], $23::text[],
+                            $24::text[], $25::text[])
+                    AS h(execution_id, id, at, type, state, details, cause)
+                WHERE h.execution_id IN (SELECT id FROM created)
+            ),
+            timers AS (
+                INSERT INTO sagaflow.timers (execution_id, work_id, due_at)
+                SELECT a.execution_id, a.work_id, a.due_at
+                FROM UNNEST($26::uuid[], $27::int8[], $28::timestamptz[]) AS a(execution_id, work_id, due_at)
+                WHERE a.execution_id IN (SELECT id FROM created)
+            )
+            SELECT id AS "id!" FROM created
+            "#,
+            &c.ids,
+            &c.definition_ids,
+            &c.statuses,
+            &c.inputs,
+            &c.outputs as _,
+            &c.errors as _,
+            &c.causes as _,
+            &c.idempotency_keys as _,
+            &c.request_hashes,
+            &c.snapshots,
+            &c.terminal,
+            &c.last_event_ids,
+            &c.redrives,
+            &c.release,
+            &c.owners,
+            &c.lease_seconds,
+            &c.traceparents as _,
+            &c.tracestates as _,
+            &c.events.execution_ids,
+            &c.events.ids,
+            &c.events.timestamps,
+            &c.events.types,
+            &c.events.states as _,
+            &c.events.details as _,
+            &c.events.causes as _,
+            &c.timer_execution_ids,
+            &c.timer_work_ids,
+            &c.timer_due,
+        );
+        let outcome = match self.create_lane.get(&self.pool).await {
+            Ok(mut lane) => {
+                let result = query.fetch_all(lane.conn()).await;
+                lane.settle(&result);
+                result.map_err(db_error)
+            }
+            Err(e) => Err(db_error(e)),
+        };
+        match outcome {
+            Ok(created) => {
+                let created: HashSet<Uuid> = created.into_iter().collect();
+                for (i, new, first) in in_statement {
+                    if created.contains(&new.id) {
+                        answers[i] = Some(Ok(Created::New { epoch: 1 }));
+                    } else {
+                        // An existing id or key, or an unknown definition: the single path
+                        // finds out which.
+                        single.push((i, new, first));
+                    }
+                }
+            }
+            // The database is away: every start hears it, and retries.
+            Err(e @ StoreError::Unavailable(_)) => {
+                for (i, _, _) in in_statement {
+                    answers[i] = Some(Err(e.clone()));
+                }
+            }
+            // Something in one entry was refused: each on its own, so only that one fails.
+            Err(_) => single.extend(in_statement),
+        }
+        single.sort_by_key(|(i, _, _)| *i);
+        for (i, new, first) in single {
+            answers[i] = Some(self.create_execution(new, first).await);
+        }
+        answers
+            .into_iter()
+            .map(|a| a.unwrap_or_else(|| Err(StoreError::Database("a start of the batch was not answered".into()))))
+            .collect()
+    }
+
     async fn commit(&self, transitions: &[Transition]) -> Result<(), StoreError> {
         if transitions.is_empty() {
             return Ok(());
@@ -320,7 +468,7 @@ impl Store for PostgresStore {
         // One statement, so one round trip and one implicit transaction: the fenced update of
         // every execution row, then history, timers and inbox of the rows actually updated,
         // then a verdict that raises (rolling everything back) if any transition was not applied.
-        sqlx::query_scalar!(
+        let query = sqlx::query_scalar!(
             r#"
             WITH t AS (
                 SELECT *
@@ -429,10 +577,11 @@ impl Store for PostgresStore {
             &c.timer_remove_work_ids,
             &c.inbox_execution_ids,
             &c.inbox_ids,
-        )
-        .fetch_one(&self.pool)
-        .await
-        .map_err(commit_error)?;
+        );
+        let mut lane = self.commit_lane.get(&self.pool).await.map_err(db_error)?;
+        let result = query.fetch_one(lane.conn()).await;
+        lane.settle(&result);
+        result.map_err(commit_error)?;
         Ok(())
     }
 
