@@ -1283,3 +1283,40 @@ mod bench {
         report("  batched, 10 transitions per commit", &mut latencies, start.elapsed(), COMMITS);
     }
 }
+
+/// PostgreSQL only: a lease renewal must not wait for a row a commit holds. It used to update
+/// every held lease in join order while group commits lock rows in id order, and the two
+/// deadlocked until PostgreSQL's deadlock_timeout (1 s) broke the tie, stalling every saga in
+/// flight. Now a locked row is skipped (renewed at the next round) and not reported lost.
+#[test]
+fn postgres_renewal_skips_a_row_a_commit_holds() {
+    async fn body(pool: sqlx::PgPool) {
+        use sagaflow::store::postgres::PostgresStore;
+        let store = PostgresStore::from_pool(pool.clone());
+        let def = definition(&store, "order").await;
+        let busy = create(&store, def, "a", LONG).await;
+        let free = create(&store, def, "a", LONG).await;
+        let (busy_before, free_before) =
+            (get(&store, busy).await.lease_expires_at, get(&store, free).await.lease_expires_at);
+
+        // Another transaction holds the row lock, as a commit in flight does.
+        let mut holder = pool.begin().await.expect("begin");
+        sqlx::query("SELECT 1 FROM sagaflow.executions WHERE id = $1 FOR UPDATE")
+            .bind(busy)
+            .execute(&mut *holder)
+            .await
+            .expect("lock the row");
+        let lost = tokio::time::timeout(Duration::from_secs(30), store.renew("a", &[(busy, 1), (free, 1)], LONG))
+            .await
+            .expect("the renewal waited for the locked row")
+            .expect("renew");
+        assert!(lost.is_empty(), "a locked row is not a lost lease: {lost:?}");
+        assert_eq!(get(&store, busy).await.lease_expires_at, busy_before, "the locked row is left for the next round");
+        assert!(get(&store, free).await.lease_expires_at > free_before, "the other lease is renewed");
+        holder.rollback().await.expect("rollback");
+
+        assert!(store.renew("a", &[(busy, 1)], LONG).await.expect("renew").is_empty());
+        assert!(get(&store, busy).await.lease_expires_at > busy_before, "renewed once the lock is gone");
+    }
+    postgres_harness::run("store::postgres::renewal_skips_a_row_a_commit_holds", body)
+}
