@@ -93,6 +93,11 @@ impl Backend {
         match BackendKind::of_url(url)? {
             BackendKind::Postgres => sqlx::postgres::PgPoolOptions::new()
                 .max_connections(max_connections.max(1))
+                // sqlx pings every connection it hands out by default: one more round trip
+                // per business call, which is a transaction of several statements anyway. A
+                // connection that died idle fails the call's first statement instead, which
+                // the caller sees as unavailable and retries.
+                .test_before_acquire(false)
                 .acquire_timeout(Duration::from_secs(10))
                 .connect(url.trim())
                 .await
