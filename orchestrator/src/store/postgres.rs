@@ -102,6 +102,93 @@ impl PostgresStore {
     }
 }
 
+impl PostgresStore {
+    /// Insert new executions with their first transitions in one statement, skipping any
+    /// whose id or (definition name, idempotency key) exists or whose definition does not;
+    /// returns the ids inserted. Runs on the creation lane.
+    async fn insert_new(&self, c: &CreationColumns) -> Result<HashSet<Uuid>, StoreError> {
+        let query = sqlx::query_scalar!(
+            r#"
+            WITH n AS (
+                SELECT *
+                FROM UNNEST($1::uuid[], $2::int8[], $3::text[], $4::text[], $5::text[], $6::text[],
+                            $7::text[], $8::text[], $9::text[], $10::text[], $11::bool[], $12::int8[],
+                            $13::int4[], $14::bool[], $15::text[], $16::float8[], $17::text[], $18::text[])
+                    AS n(id, definition_id, status, input, output, error, cause, idempotency_key,
+                         request_hash, snapshot, terminal, last_event_id, redrives, release, owner,
+                         lease_seconds, traceparent, tracestate)
+            ),
+            created AS (
+                INSERT INTO sagaflow.executions (
+                    id, definition_id, definition_name, definition_version, status, input,
+                    output, error, cause, idempotency_key, request_hash, snapshot, stopped_at,
+                    last_event_id, redrive_count, owner, lease_epoch, lease_expires_at,
+                    traceparent, tracestate
+                )
+                SELECT n.id, d.id, d.name, d.version, n.status, n.input::json,
+                    n.output::json, n.error, n.cause, n.idempotency_key, n.request_hash, n.snapshot::json,
+                    CASE WHEN n.terminal THEN now() END,
+                    n.last_event_id, n.redrives,
+                    CASE WHEN n.release THEN NULL ELSE n.owner END,
+                    1,
+                    CASE WHEN n.release THEN NULL ELSE now() + make_interval(secs => n.lease_seconds) END,
+                    n.traceparent, n.tracestate
+                FROM n JOIN sagaflow.definitions d ON d.id = n.definition_id
+                ON CONFLICT DO NOTHING
+                RETURNING id
+            ),
+            history AS (
+                INSERT INTO sagaflow.history (execution_id, id, "timestamp", type, state, details, cause)
+                SELECT h.execution_id, h.id, h.at, h.type, h.state, h.details::json, h.cause::json
+                FROM UNNEST($19::uuid[], $20::int8[], $21::timestamptz[], $22::text[], $23::text[],
+                            $24::text[], $25::text[])
+                    AS h(execution_id, id, at, type, state, details, cause)
+                WHERE h.execution_id IN (SELECT id FROM created)
+            ),
+            timers AS (
+                INSERT INTO sagaflow.timers (execution_id, work_id, due_at)
+                SELECT a.execution_id, a.work_id, a.due_at
+                FROM UNNEST($26::uuid[], $27::int8[], $28::timestamptz[]) AS a(execution_id, work_id, due_at)
+                WHERE a.execution_id IN (SELECT id FROM created)
+            )
+            SELECT id AS "id!" FROM created
+            "#,
+            &c.ids,
+            &c.definition_ids,
+            &c.statuses,
+            &c.inputs,
+            &c.outputs as _,
+            &c.errors as _,
+            &c.causes as _,
+            &c.idempotency_keys as _,
+            &c.request_hashes,
+            &c.snapshots,
+            &c.terminal,
+            &c.last_event_ids,
+            &c.redrives,
+            &c.release,
+            &c.owners,
+            &c.lease_seconds,
+            &c.traceparents as _,
+            &c.tracestates as _,
+            &c.events.execution_ids,
+            &c.events.ids,
+            &c.events.timestamps,
+            &c.events.types,
+            &c.events.states as _,
+            &c.events.details as _,
+            &c.events.causes as _,
+            &c.timer_execution_ids,
+            &c.timer_work_ids,
+            &c.timer_due,
+        );
+        let mut lane = self.create_lane.get(&self.pool).await.map_err(db_error)?;
+        let result = query.fetch_all(lane.conn()).await;
+        lane.settle(&result);
+        Ok(result.map_err(db_error)?.into_iter().collect())
+    }
+}
+
 #[async_trait]
 impl Store for PostgresStore {
     async fn migrate(&self) -> Result<(), StoreError> {
@@ -210,92 +297,15 @@ impl Store for PostgresStore {
     }
 
     async fn create_execution(&self, new: NewExecution, first: Transition) -> Result<Created, StoreError> {
-        let (c, first, last_event_id, redrives) = CommitColumns::for_creation(&new, first)?;
-        let lease_seconds = new.lease.as_secs_f64();
-
+        let mut first = first;
         for _ in 0..INSERT_RACE_RETRIES {
-            // One statement: the row and the first transition's history and timers, or nothing
-            // when the id or (definition name, idempotency key) exists (ON CONFLICT without a
-            // target covers the primary key and the partial unique index alike).
-            let outcome = sqlx::query!(
-                r#"
-                WITH definition AS (
-                    SELECT id, name, version FROM sagaflow.definitions WHERE id = $2
-                ),
-                created AS (
-                    INSERT INTO sagaflow.executions (
-                        id, definition_id, definition_name, definition_version, status, input,
-                        output, error, cause, idempotency_key, request_hash, snapshot, stopped_at,
-                        last_event_id, redrive_count, owner, lease_epoch, lease_expires_at,
-                        traceparent, tracestate
-                    )
-                    SELECT $1::uuid, d.id, d.name, d.version, $3::text, $4::text::json,
-                        $5::text::json, $6::text, $7::text, $8::text, $9::text, $10::text::json,
-                        CASE WHEN $11::bool THEN now() END,
-                        $12::int8, $13::int4,
-                        CASE WHEN $14::bool THEN NULL ELSE $15::text END,
-                        1,
-                        CASE WHEN $14::bool THEN NULL ELSE now() + make_interval(secs => $16::float8) END,
-                        $27::text, $28::text
-                    FROM definition d
-                    ON CONFLICT DO NOTHING
-                    RETURNING id
-                ),
-                history AS (
-                    INSERT INTO sagaflow.history (execution_id, id, "timestamp", type, state, details, cause)
-                    SELECT h.execution_id, h.id, h.at, h.type, h.state, h.details::json, h.cause::json
-                    FROM UNNEST($17::uuid[], $18::int8[], $19::timestamptz[], $20::text[], $21::text[],
-                                $22::text[], $23::text[])
-                        AS h(execution_id, id, at, type, state, details, cause)
-                    WHERE EXISTS (SELECT 1 FROM created)
-                ),
-                timers AS (
-                    INSERT INTO sagaflow.timers (execution_id, work_id, due_at)
-                    SELECT a.execution_id, a.work_id, a.due_at
-                    FROM UNNEST($24::uuid[], $25::int8[], $26::timestamptz[]) AS a(execution_id, work_id, due_at)
-                    WHERE EXISTS (SELECT 1 FROM created)
-                )
-                SELECT EXISTS (SELECT 1 FROM created) AS "created!",
-                       EXISTS (SELECT 1 FROM definition) AS "definition_found!"
-                "#,
-                new.id,
-                new.definition_id,
-                first.status.as_str(),
-                new.input.to_string(),
-                first.output.as_ref().map(Value::to_string),
-                first.error,
-                first.cause,
-                new.idempotency_key,
-                new.request_hash,
-                first.snapshot.get(),
-                first.status.is_terminal(),
-                last_event_id,
-                redrives,
-                first.release,
-                new.owner,
-                lease_seconds,
-                &c.events.execution_ids,
-                &c.events.ids,
-                &c.events.timestamps,
-                &c.events.types,
-                &c.events.states as _,
-                &c.events.details as _,
-                &c.events.causes as _,
-                &c.timer_add_execution_ids,
-                &c.timer_add_work_ids,
-                &c.timer_add_due,
-                new.trace_parent.as_ref().map(|t| t.traceparent.as_str()),
-                new.trace_parent.as_ref().and_then(|t| t.tracestate.as_deref()),
-            )
-            .fetch_one(&self.pool)
-            .await
-            .map_err(db_error)?;
-
-            if outcome.created {
+            // The batch statement with one start: the row and the first transition's history
+            // and timers, or nothing when the id or (definition name, idempotency key) exists
+            // or the definition does not.
+            let mut columns = CreationColumns::default();
+            first = columns.push(&new, first)?;
+            if self.insert_new(&columns).await?.contains(&new.id) {
                 return Ok(Created::New { epoch: 1 });
-            }
-            if !outcome.definition_found {
-                return Err(StoreError::DefinitionNotFound(format!("id {}", new.definition_id)));
             }
             // A separate statement: ON CONFLICT waited for the other writer, whose row the
             // first statement's snapshot cannot see. The id match wins over the key match.
@@ -321,6 +331,9 @@ impl Store for PostgresStore {
                     id: existing.id,
                     same_request: existing.request_hash == new.request_hash,
                 });
+            }
+            if self.get_definition_by_id(new.definition_id).await?.is_none() {
+                return Err(StoreError::DefinitionNotFound(format!("id {}", new.definition_id)));
             }
             // The conflicting row vanished in between (deleted): insert again.
         }
@@ -354,93 +367,9 @@ impl Store for PostgresStore {
                 Err(e) => answers[i] = Some(Err(e)),
             }
         }
-        let c = &columns;
-        let query = sqlx::query_scalar!(
-            r#"
-            WITH n AS (
-                SELECT *
-                FROM UNNEST($1::uuid[], $2::int8[], $3::text[], $4::text[], $5::text[], $6::text[],
-                            $7::text[], $8::text[], $9::text[], $10::text[], $11::bool[], $12::int8[],
-                            $13::int4[], $14::bool[], $15::text[], $16::float8[], $17::text[], $18::text[])
-                    AS n(id, definition_id, status, input, output, error, cause, idempotency_key,
-                         request_hash, snapshot, terminal, last_event_id, redrives, release, owner,
-                         lease_seconds, traceparent, tracestate)
-            ),
-            created AS (
-                INSERT INTO sagaflow.executions (
-                    id, definition_id, definition_name, definition_version, status, input,
-                    output, error, cause, idempotency_key, request_hash, snapshot, stopped_at,
-                    last_event_id, redrive_count, owner, lease_epoch, lease_expires_at,
-                    traceparent, tracestate
-                )
-                SELECT n.id, d.id, d.name, d.version, n.status, n.input::json,
-                    n.output::json, n.error, n.cause, n.idempotency_key, n.request_hash, n.snapshot::json,
-                    CASE WHEN n.terminal THEN now() END,
-                    n.last_event_id, n.redrives,
-                    CASE WHEN n.release THEN NULL ELSE n.owner END,
-                    1,
-                    CASE WHEN n.release THEN NULL ELSE now() + make_interval(secs => n.lease_seconds) END,
-                    n.traceparent, n.tracestate
-                FROM n JOIN sagaflow.definitions d ON d.id = n.definition_id
-                ON CONFLICT DO NOTHING
-                RETURNING id
-            ),
-            history AS (
-                INSERT INTO sagaflow.history (execution_id, id, "timestamp", type, state, details, cause)
-                SELECT h.execution_id, h.id, h.at, h.type, h.state, h.details::json, h.cause::json
-                FROM UNNEST($19::uuid[], $20::int8[], $21::timestamptz[], $22::text[], $23::text[],
-                            $24::text[], $25::text[])
-                    AS h(execution_id, id, at, type, state, details, cause)
-                WHERE h.execution_id IN (SELECT id FROM created)
-            ),
-            timers AS (
-                INSERT INTO sagaflow.timers (execution_id, work_id, due_at)
-                SELECT a.execution_id, a.work_id, a.due_at
-                FROM UNNEST($26::uuid[], $27::int8[], $28::timestamptz[]) AS a(execution_id, work_id, due_at)
-                WHERE a.execution_id IN (SELECT id FROM created)
-            )
-            SELECT id AS "id!" FROM created
-            "#,
-            &c.ids,
-            &c.definition_ids,
-            &c.statuses,
-            &c.inputs,
-            &c.outputs as _,
-            &c.errors as _,
-            &c.causes as _,
-            &c.idempotency_keys as _,
-            &c.request_hashes,
-            &c.snapshots,
-            &c.terminal,
-            &c.last_event_ids,
-            &c.redrives,
-            &c.release,
-            &c.owners,
-            &c.lease_seconds,
-            &c.traceparents as _,
-            &c.tracestates as _,
-            &c.events.execution_ids,
-            &c.events.ids,
-            &c.events.timestamps,
-            &c.events.types,
-            &c.events.states as _,
-            &c.events.details as _,
-            &c.events.causes as _,
-            &c.timer_execution_ids,
-            &c.timer_work_ids,
-            &c.timer_due,
-        );
-        let outcome = match self.create_lane.get(&self.pool).await {
-            Ok(mut lane) => {
-                let result = query.fetch_all(lane.conn()).await;
-                lane.settle(&result);
-                result.map_err(db_error)
-            }
-            Err(e) => Err(db_error(e)),
-        };
+        let outcome = self.insert_new(&columns).await;
         match outcome {
             Ok(created) => {
-                let created: HashSet<Uuid> = created.into_iter().collect();
                 for (i, new, first) in in_statement {
                     if created.contains(&new.id) {
                         answers[i] = Some(Ok(Created::New { epoch: 1 }));
