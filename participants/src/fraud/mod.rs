@@ -87,7 +87,7 @@ impl Fraud for FraudService {
             return Err(ServiceError::invalid("amount_cents", "must not be negative").into());
         }
 
-        let mut tx = self.store.begin().await?;
+        let mut tx = self.store.begin(&call.lock_keys()).await?;
         if let Some(answer) = idempotency::open(&mut *tx, &call).await? {
             return Ok(Response::new(idempotency::replay(answer)?));
         }

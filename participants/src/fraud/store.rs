@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use sqlx::{PgPool, Postgres, Transaction};
 
 use crate::kit::idempotency::{IdempotencyTx, pg_idempotency_tx};
-use crate::kit::store::{StoreError, run_migrator};
+use crate::kit::store::{StoreError, begin_locked, run_migrator};
 
 pub use sqlite::SqliteFraudStore;
 
@@ -37,7 +37,12 @@ pub struct DecisionRow {
 /// Fraud storage outside any call's transaction.
 #[async_trait]
 pub trait FraudStore: Send + Sync + fmt::Debug + 'static {
-    async fn begin(&self) -> Result<Box<dyn FraudTx>, StoreError>;
+    /// Starts the transaction of one business call.
+    ///
+    /// `locks`: the idempotency keys to lock first, for the whole transaction
+    /// ([`CallKey::lock_keys`](crate::kit::idempotency::CallKey::lock_keys)); none for
+    /// maintenance work.
+    async fn begin(&self, locks: &[&str]) -> Result<Box<dyn FraudTx>, StoreError>;
     /// The order's decisions, oldest first.
     async fn decisions_for_order(&self, order_id: &str) -> Result<Vec<DecisionRow>, StoreError>;
 }
@@ -71,12 +76,12 @@ pub struct PgFraudTx {
     tx: Transaction<'static, Postgres>,
 }
 
-pg_idempotency_tx!(PgFraudTx, "fraud", LOCK_SEED);
+pg_idempotency_tx!(PgFraudTx, "fraud");
 
 #[async_trait]
 impl FraudStore for PgFraudStore {
-    async fn begin(&self) -> Result<Box<dyn FraudTx>, StoreError> {
-        Ok(Box::new(PgFraudTx { tx: self.pool.begin().await? }))
+    async fn begin(&self, locks: &[&str]) -> Result<Box<dyn FraudTx>, StoreError> {
+        Ok(Box::new(PgFraudTx { tx: begin_locked(&self.pool, LOCK_SEED, locks).await? }))
     }
 
     async fn decisions_for_order(&self, order_id: &str) -> Result<Vec<DecisionRow>, StoreError> {

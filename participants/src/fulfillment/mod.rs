@@ -84,7 +84,7 @@ impl Fulfillment for FulfillmentService {
         let req = request.into_inner();
         require("order_id", &req.order_id)?;
 
-        let mut tx = self.store.begin().await?;
+        let mut tx = self.store.begin(&call.lock_keys()).await?;
         if let Some(answer) = idempotency::open(&mut *tx, &call).await? {
             return Ok(Response::new(idempotency::replay(answer)?));
         }
@@ -136,7 +136,7 @@ impl Fulfillment for FulfillmentService {
             require("order_id", &req.order_id)?;
         }
 
-        let mut tx = self.store.begin().await?;
+        let mut tx = self.store.begin(&call.lock_keys()).await?;
         if let Some(answer) = idempotency::open(&mut *tx, &call).await? {
             return Ok(Response::new(idempotency::replay(answer)?));
         }

@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 use sqlx::{PgPool, Postgres, Transaction};
 
 use crate::kit::idempotency::{IdempotencyTx, pg_idempotency_tx};
-use crate::kit::store::{StoreError, run_migrator};
+use crate::kit::store::{StoreError, begin_locked, run_migrator};
 
 pub use sqlite::SqliteFulfillmentStore;
 
@@ -45,7 +45,12 @@ pub struct ShipmentRow {
 /// Fulfillment storage outside any call's transaction.
 #[async_trait]
 pub trait FulfillmentStore: Send + Sync + fmt::Debug + 'static {
-    async fn begin(&self) -> Result<Box<dyn FulfillmentTx>, StoreError>;
+    /// Starts the transaction of one business call.
+    ///
+    /// `locks`: the idempotency keys to lock first, for the whole transaction
+    /// ([`CallKey::lock_keys`](crate::kit::idempotency::CallKey::lock_keys)); none for
+    /// maintenance work.
+    async fn begin(&self, locks: &[&str]) -> Result<Box<dyn FulfillmentTx>, StoreError>;
     /// The order's shipments, oldest first.
     async fn shipments_for_order(&self, order_id: &str) -> Result<Vec<ShipmentRow>, StoreError>;
 }
@@ -91,12 +96,12 @@ pub struct PgFulfillmentTx {
     tx: Transaction<'static, Postgres>,
 }
 
-pg_idempotency_tx!(PgFulfillmentTx, "fulfillment", LOCK_SEED);
+pg_idempotency_tx!(PgFulfillmentTx, "fulfillment");
 
 #[async_trait]
 impl FulfillmentStore for PgFulfillmentStore {
-    async fn begin(&self) -> Result<Box<dyn FulfillmentTx>, StoreError> {
-        Ok(Box::new(PgFulfillmentTx { tx: self.pool.begin().await? }))
+    async fn begin(&self, locks: &[&str]) -> Result<Box<dyn FulfillmentTx>, StoreError> {
+        Ok(Box::new(PgFulfillmentTx { tx: begin_locked(&self.pool, LOCK_SEED, locks).await? }))
     }
 
     async fn shipments_for_order(&self, order_id: &str) -> Result<Vec<ShipmentRow>, StoreError> {

@@ -112,7 +112,7 @@ impl InventoryService {
     }
 
     async fn expire_one(&self, reservation_id: &str, now: DateTime<Utc>) -> Result<bool, StoreError> {
-        let mut tx = self.store.begin().await?;
+        let mut tx = self.store.begin(&[]).await?;
         let Some(reservation) = tx.reservation_for_update(reservation_id).await? else {
             return Ok(false);
         };
@@ -368,16 +368,26 @@ impl Inventory for InventoryService {
             0 => self.default_ttl,
             seconds => Duration::from_secs(u64::from(seconds)),
         };
-        // Stock held by expired reservations must be available before deciding.
-        self.expire_due_reservations().await?;
-
-        let mut tx = self.store.begin().await?;
-        if let Some(answer) = idempotency::open(&mut *tx, &call).await? {
-            return Ok(Response::new(idempotency::replay(answer)?));
+        // Stock held by expired reservations must be available before refusing for want of
+        // stock. Sweeping only then (and retrying once) keeps the sweep's query off the path
+        // of every Reserve that finds enough stock anyway.
+        let mut swept = false;
+        loop {
+            let mut tx = self.store.begin(&call.lock_keys()).await?;
+            if let Some(answer) = idempotency::open(&mut *tx, &call).await? {
+                return Ok(Response::new(idempotency::replay(answer)?));
+            }
+            let now = self.clock.now();
+            let outcome = self.reserve_in(&mut *tx, &call, &req.order_id, &items, ttl, now).await?;
+            if !swept && matches!(&outcome, Err(refusal) if refusal.reason == OUT_OF_STOCK) {
+                // Roll back (the key's lock goes with it), sweep, decide again.
+                drop(tx);
+                swept = true;
+                self.expire_due_reservations().await?;
+                continue;
+            }
+            return Ok(Response::new(idempotency::close(tx, &call, outcome, now).await?));
         }
-        let now = self.clock.now();
-        let outcome = self.reserve_in(&mut *tx, &call, &req.order_id, &items, ttl, now).await?;
-        Ok(Response::new(idempotency::close(tx, &call, outcome, now).await?))
     }
 
     async fn release(&self, request: Request<ReleaseRequest>) -> Result<Response<ReleaseResponse>, Status> {
@@ -387,7 +397,7 @@ impl Inventory for InventoryService {
             require("order_id", &req.order_id)?;
         }
 
-        let mut tx = self.store.begin().await?;
+        let mut tx = self.store.begin(&call.lock_keys()).await?;
         if let Some(answer) = idempotency::open(&mut *tx, &call).await? {
             return Ok(Response::new(idempotency::replay(answer)?));
         }
@@ -417,7 +427,7 @@ impl Inventory for InventoryService {
             require("order_id", &req.order_id)?;
         }
 
-        let mut tx = self.store.begin().await?;
+        let mut tx = self.store.begin(&call.lock_keys()).await?;
         if let Some(answer) = idempotency::open(&mut *tx, &call).await? {
             return Ok(Response::new(idempotency::replay(answer)?));
         }
@@ -434,7 +444,7 @@ impl Inventory for InventoryService {
             return Err(ServiceError::invalid("quantity", "must be greater than 0").into());
         }
 
-        let mut tx = self.store.begin().await?;
+        let mut tx = self.store.begin(&call.lock_keys()).await?;
         if let Some(answer) = idempotency::open(&mut *tx, &call).await? {
             return Ok(Response::new(idempotency::replay(answer)?));
         }

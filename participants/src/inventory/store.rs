@@ -13,7 +13,7 @@ use chrono::{DateTime, Utc};
 use sqlx::{PgPool, Postgres, Transaction};
 
 use crate::kit::idempotency::{IdempotencyTx, pg_idempotency_tx};
-use crate::kit::store::{StoreError, run_migrator};
+use crate::kit::store::{StoreError, begin_locked, run_migrator};
 
 pub use sqlite::SqliteInventoryStore;
 
@@ -82,8 +82,12 @@ pub struct ReservationRow {
 /// Inventory storage outside any call's transaction.
 #[async_trait]
 pub trait InventoryStore: Send + Sync + fmt::Debug + 'static {
-    /// Starts the transaction of one call (or of one expiry).
-    async fn begin(&self) -> Result<Box<dyn InventoryTx>, StoreError>;
+    /// Starts the transaction of one business call (or of one expiry).
+    ///
+    /// `locks`: the idempotency keys to lock first, for the whole transaction
+    /// ([`CallKey::lock_keys`](crate::kit::idempotency::CallKey::lock_keys)); none for
+    /// maintenance work.
+    async fn begin(&self, locks: &[&str]) -> Result<Box<dyn InventoryTx>, StoreError>;
     async fn stock(&self, sku: &str) -> Result<Option<StockRow>, StoreError>;
     /// Ids of held reservations whose expiry is at or before `now`, soonest first.
     async fn due_reservations(&self, now: DateTime<Utc>, limit: i64) -> Result<Vec<String>, StoreError>;
@@ -155,7 +159,7 @@ pub struct PgInventoryTx {
     tx: Transaction<'static, Postgres>,
 }
 
-pg_idempotency_tx!(PgInventoryTx, "inventory", LOCK_SEED);
+pg_idempotency_tx!(PgInventoryTx, "inventory");
 
 /// A reservation row as the queries return it.
 struct RawReservation {
@@ -180,8 +184,8 @@ impl RawReservation {
 
 #[async_trait]
 impl InventoryStore for PgInventoryStore {
-    async fn begin(&self) -> Result<Box<dyn InventoryTx>, StoreError> {
-        Ok(Box::new(PgInventoryTx { tx: self.pool.begin().await? }))
+    async fn begin(&self, locks: &[&str]) -> Result<Box<dyn InventoryTx>, StoreError> {
+        Ok(Box::new(PgInventoryTx { tx: begin_locked(&self.pool, LOCK_SEED, locks).await? }))
     }
 
     async fn stock(&self, sku: &str) -> Result<Option<StockRow>, StoreError> {
@@ -276,29 +280,28 @@ impl InventoryTx for PgInventoryTx {
         items: &[(String, i64)],
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
+        let (skus, quantities): (Vec<&str>, Vec<i64>) = items.iter().map(|(sku, q)| (sku.as_str(), *q)).unzip();
+        // One statement for the reservation and its items (one round trip); the items' foreign
+        // key is checked at the end of the statement, when the reservation row exists.
         sqlx::query!(
-            "INSERT INTO inventory.reservations (reservation_id, order_id, idempotency_key, \
-             status, expires_at, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
+            "WITH reservation AS ( \
+                 INSERT INTO inventory.reservations (reservation_id, order_id, idempotency_key, \
+                 status, expires_at, created_at) VALUES ($1, $2, $3, $4, $5, $6) \
+                 RETURNING reservation_id) \
+             INSERT INTO inventory.reservation_items (reservation_id, sku, quantity) \
+             SELECT reservation.reservation_id, i.sku, i.quantity \
+             FROM reservation, UNNEST($7::text[], $8::int8[]) AS i(sku, quantity)",
             r.reservation_id,
             r.order_id,
             r.idempotency_key,
             r.status.as_str(),
             r.expires_at,
-            now
+            now,
+            &skus as &[&str],
+            &quantities
         )
         .execute(&mut *self.tx)
         .await?;
-        for (sku, quantity) in items {
-            sqlx::query!(
-                "INSERT INTO inventory.reservation_items (reservation_id, sku, quantity) \
-                 VALUES ($1, $2, $3)",
-                r.reservation_id,
-                sku,
-                quantity
-            )
-            .execute(&mut *self.tx)
-            .await?;
-        }
         Ok(())
     }
 

@@ -1,8 +1,9 @@
 //! At-most-once application of business calls, keyed by the `idempotency-key` metadata, with
 //! compensation tombstones (DESIGN §3).
 //!
-//! A call runs in one database transaction that (1) takes transaction-scoped locks on its key
-//! and, for a compensation, on the forward key it names in `saga-compensates`, (2) replays the
+//! A call runs in one database transaction that (1) begins holding transaction-scoped locks on
+//! its key and, for a compensation, on the forward key it names in `saga-compensates`
+//! ([`CallKey::lock_keys`], passed to the store's `begin`), (2) replays the
 //! key's stored answer if there is one, otherwise (3) applies the effect and (4) stores the
 //! answer (success or business refusal) before committing. Storage failures roll everything
 //! back and store nothing, so the caller may retry.
@@ -52,6 +53,19 @@ impl CallKey {
         let compensates = metadata_key(request, SAGA_COMPENSATES)?;
         let request_hash = request_hash(method, compensates.as_deref(), request.get_ref());
         Ok(Self { method, key, compensates, request_hash })
+    }
+
+    /// The keys the call's transaction must lock before it reads them: its own and, for a
+    /// compensation, the forward key it undoes. Sorted and deduplicated, so that two calls
+    /// never wait on each other in a cycle.
+    pub fn lock_keys(&self) -> Vec<&str> {
+        let mut keys = vec![self.key.as_str()];
+        if let Some(forward) = &self.compensates {
+            keys.push(forward.as_str());
+        }
+        keys.sort_unstable();
+        keys.dedup();
+        keys
     }
 }
 
@@ -105,9 +119,6 @@ pub enum KeyRecord {
 /// the service's own `idempotency_keys` table (see [`pg_idempotency_tx`]).
 #[async_trait]
 pub trait IdempotencyTx: Send {
-    /// Serializes all transactions naming any of these keys until this one ends. `keys` is
-    /// sorted and deduplicated so that two calls never wait on each other in a cycle.
-    async fn lock_keys(&mut self, keys: &[&str]) -> Result<(), StoreError>;
     async fn key_record(&mut self, key: &str) -> Result<Option<KeyRecord>, StoreError>;
     async fn save_answer(
         &mut self,
@@ -127,18 +138,11 @@ pub trait IdempotencyTx: Send {
     async fn commit(self: Box<Self>) -> Result<(), StoreError>;
 }
 
-/// Opens a call inside `tx`: takes the locks, then returns the stored answer to replay, if
-/// any. A tombstoned key is refused with `Saga.AlreadyCompensated`; a key reused for a
-/// different request with `Saga.IdempotencyKeyReused`.
+/// Opens a call inside `tx`, which was begun holding the locks of [`CallKey::lock_keys`]:
+/// returns the stored answer to replay, if any. A tombstoned key is refused with
+/// `Saga.AlreadyCompensated`; a key reused for a different request with
+/// `Saga.IdempotencyKeyReused`.
 pub async fn open<T: IdempotencyTx + ?Sized>(tx: &mut T, call: &CallKey) -> Result<Option<Answer>, ServiceError> {
-    let mut keys = vec![call.key.as_str()];
-    if let Some(forward) = &call.compensates {
-        keys.push(forward.as_str());
-    }
-    keys.sort_unstable();
-    keys.dedup();
-    tx.lock_keys(&keys).await?;
-
     match tx.key_record(&call.key).await? {
         None => Ok(None),
         Some(KeyRecord::Tombstone { compensated_by, .. }) => {
@@ -329,21 +333,12 @@ impl KeyRow {
 /// Implements [`IdempotencyTx`] for a service's PostgreSQL transaction type (a struct with a
 /// field `tx: sqlx::Transaction<'static, sqlx::Postgres>`) over `<schema>.idempotency_keys`.
 ///
-/// A macro because sqlx checks each query against one literal table name; `$seed` keeps
-/// each service's advisory locks apart from the others' (they share one database).
+/// A macro because sqlx checks each query against one literal table name. The key locks are
+/// taken when the transaction begins ([`crate::kit::store::begin_locked`]).
 macro_rules! pg_idempotency_tx {
-    ($ty:ty, $schema:tt, $seed:expr) => {
+    ($ty:ty, $schema:tt) => {
         #[async_trait::async_trait]
         impl $crate::kit::idempotency::IdempotencyTx for $ty {
-            async fn lock_keys(&mut self, keys: &[&str]) -> Result<(), $crate::kit::store::StoreError> {
-                for key in keys {
-                    sqlx::query!("SELECT pg_advisory_xact_lock(hashtextextended($1, $2))", *key, $seed)
-                        .execute(&mut *self.tx)
-                        .await?;
-                }
-                Ok(())
-            }
-
             async fn key_record(
                 &mut self,
                 key: &str,

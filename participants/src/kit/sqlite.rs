@@ -192,16 +192,13 @@ pub async fn save_tombstone(
 /// SQLite transaction type (a struct with a field `tx: sqlx::Transaction<'static,
 /// sqlx::Sqlite>` begun by [`begin`]) over the table `$table`.
 ///
-/// `lock_keys` has nothing to do: `BEGIN IMMEDIATE` already holds the file's write lock, so
-/// no other call can read or write any key until this transaction ends.
+/// The key locks a call asks for at `begin` need nothing here: `BEGIN IMMEDIATE` already holds
+/// the file's write lock, so no other call can read or write any key until this transaction
+/// ends.
 macro_rules! sqlite_idempotency_tx {
     ($ty:ty, $table:expr) => {
         #[async_trait::async_trait]
         impl $crate::kit::idempotency::IdempotencyTx for $ty {
-            async fn lock_keys(&mut self, _keys: &[&str]) -> Result<(), $crate::kit::store::StoreError> {
-                Ok(())
-            }
-
             async fn key_record(
                 &mut self,
                 key: &str,

@@ -3,8 +3,9 @@
 //! Each service keeps its SQL in its own `store.rs` (PostgreSQL) and `store/sqlite.rs`
 //! (SQLite); what they share lives here and in [`super::sqlite`].
 
-use sqlx::PgPool;
+use sha2::{Digest, Sha256};
 use sqlx::migrate::Migrator;
+use sqlx::{PgPool, Postgres, Transaction};
 
 /// A failure of a participant's storage. None of these is a business answer: the call is
 /// rolled back, nothing is stored under its idempotency key, and the caller may retry.
@@ -56,4 +57,47 @@ pub(crate) async fn run_migrator(
 ) -> Result<(), StoreError> {
     migrator.set_ignore_missing(true);
     migrator.run(pool).await.map_err(|source| StoreError::Migrate { schema, source })
+}
+
+/// Begins one business call's transaction holding transaction-scoped advisory locks on
+/// `keys` (sorted and deduplicated by the caller, so two calls never wait in a cycle).
+///
+/// The locks travel with `BEGIN` in one simple-query message: one round trip instead of one
+/// for `BEGIN` and one per key. Simple queries take no parameters, so each key is reduced here
+/// to its 64-bit lock id (an integer literal, never text spliced into SQL). `seed` keeps each
+/// service's locks apart from the others' in a shared database.
+pub(crate) async fn begin_locked(
+    pool: &PgPool,
+    seed: i64,
+    keys: &[&str],
+) -> Result<Transaction<'static, Postgres>, StoreError> {
+    if keys.is_empty() {
+        return Ok(pool.begin().await?);
+    }
+    let mut sql = String::from("BEGIN");
+    for key in keys {
+        sql.push_str(&format!("; SELECT pg_advisory_xact_lock({})", advisory_lock_id(seed, key)));
+    }
+    Ok(pool.begin_with(sql).await?)
+}
+
+/// The advisory lock id of an idempotency key: the first 8 bytes of SHA-256 over the seed and
+/// the key. A collision only makes two unrelated calls wait for each other.
+pub(crate) fn advisory_lock_id(seed: i64, key: &str) -> i64 {
+    let digest = Sha256::new().chain_update(seed.to_le_bytes()).chain_update(key.as_bytes()).finalize();
+    let mut id = [0u8; 8];
+    id.copy_from_slice(&digest[..8]);
+    i64::from_le_bytes(id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::advisory_lock_id;
+
+    #[test]
+    fn lock_ids_are_stable_and_separate_services_and_keys() {
+        assert_eq!(advisory_lock_id(1, "k-1"), advisory_lock_id(1, "k-1"));
+        assert_ne!(advisory_lock_id(1, "k-1"), advisory_lock_id(2, "k-1"));
+        assert_ne!(advisory_lock_id(1, "k-1"), advisory_lock_id(1, "k-2"));
+    }
 }

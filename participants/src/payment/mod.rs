@@ -110,7 +110,7 @@ impl Payment for PaymentService {
         // The demo is forgiving about a missing currency; everything else is checked.
         let currency = if req.currency.is_empty() { "USD".to_owned() } else { req.currency.clone() };
 
-        let mut tx = self.store.begin().await?;
+        let mut tx = self.store.begin(&call.lock_keys()).await?;
         if let Some(answer) = idempotency::open(&mut *tx, &call).await? {
             return Ok(Response::new(idempotency::replay(answer)?));
         }
@@ -157,7 +157,7 @@ impl Payment for PaymentService {
             .into());
         }
 
-        let mut tx = self.store.begin().await?;
+        let mut tx = self.store.begin(&call.lock_keys()).await?;
         if let Some(answer) = idempotency::open(&mut *tx, &call).await? {
             return Ok(Response::new(idempotency::replay(answer)?));
         }

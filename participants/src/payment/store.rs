@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use sqlx::{PgPool, Postgres, Transaction};
 
 use crate::kit::idempotency::{IdempotencyTx, pg_idempotency_tx};
-use crate::kit::store::{StoreError, run_migrator};
+use crate::kit::store::{StoreError, begin_locked, run_migrator};
 
 pub use sqlite::SqlitePaymentStore;
 
@@ -35,7 +35,11 @@ pub struct PaymentRow {
 #[async_trait]
 pub trait PaymentStore: Send + Sync + fmt::Debug + 'static {
     /// Starts the transaction of one business call.
-    async fn begin(&self) -> Result<Box<dyn PaymentTx>, StoreError>;
+    ///
+    /// `locks`: the idempotency keys to lock first, for the whole transaction
+    /// ([`CallKey::lock_keys`](crate::kit::idempotency::CallKey::lock_keys)); none for
+    /// maintenance work.
+    async fn begin(&self, locks: &[&str]) -> Result<Box<dyn PaymentTx>, StoreError>;
     /// The order's charges, oldest first.
     async fn payments_for_order(&self, order_id: &str) -> Result<Vec<PaymentRow>, StoreError>;
 }
@@ -84,12 +88,12 @@ pub struct PgPaymentTx {
     tx: Transaction<'static, Postgres>,
 }
 
-pg_idempotency_tx!(PgPaymentTx, "payment", LOCK_SEED);
+pg_idempotency_tx!(PgPaymentTx, "payment");
 
 #[async_trait]
 impl PaymentStore for PgPaymentStore {
-    async fn begin(&self) -> Result<Box<dyn PaymentTx>, StoreError> {
-        Ok(Box::new(PgPaymentTx { tx: self.pool.begin().await? }))
+    async fn begin(&self, locks: &[&str]) -> Result<Box<dyn PaymentTx>, StoreError> {
+        Ok(Box::new(PgPaymentTx { tx: begin_locked(&self.pool, LOCK_SEED, locks).await? }))
     }
 
     async fn payments_for_order(&self, order_id: &str) -> Result<Vec<PaymentRow>, StoreError> {

@@ -260,7 +260,7 @@ async fn the_database_refuses_negative_stock(db: Db) {
     let mut client = h.inventory().await;
     restock(&mut client, "GUARD", 1).await;
     let store = h.backend.inventory_store();
-    let mut tx = store.begin().await.expect("begin");
+    let mut tx = store.begin(&[]).await.expect("begin");
     let oversold = tx.adjust_stock("GUARD", -2, 2, 0, h.clock.now()).await;
     assert!(oversold.is_err(), "{oversold:?}");
     drop(tx);

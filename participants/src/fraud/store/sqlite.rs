@@ -35,7 +35,7 @@ sqlite_idempotency_tx!(SqliteFraudTx, "fraud_idempotency_keys");
 
 #[async_trait]
 impl FraudStore for SqliteFraudStore {
-    async fn begin(&self) -> Result<Box<dyn FraudTx>, StoreError> {
+    async fn begin(&self, _locks: &[&str]) -> Result<Box<dyn FraudTx>, StoreError> {
         Ok(Box::new(SqliteFraudTx { tx: sqlite::begin(&self.pool).await? }))
     }
 

@@ -49,7 +49,7 @@ fn shipment(row: &SqliteRow) -> Result<ShipmentRow, StoreError> {
 
 #[async_trait]
 impl FulfillmentStore for SqliteFulfillmentStore {
-    async fn begin(&self) -> Result<Box<dyn FulfillmentTx>, StoreError> {
+    async fn begin(&self, _locks: &[&str]) -> Result<Box<dyn FulfillmentTx>, StoreError> {
         Ok(Box::new(SqliteFulfillmentTx { tx: sqlite::begin(&self.pool).await? }))
     }
 

@@ -62,7 +62,7 @@ fn reservation(row: &SqliteRow) -> Result<ReservationRow, StoreError> {
 
 #[async_trait]
 impl InventoryStore for SqliteInventoryStore {
-    async fn begin(&self) -> Result<Box<dyn InventoryTx>, StoreError> {
+    async fn begin(&self, _locks: &[&str]) -> Result<Box<dyn InventoryTx>, StoreError> {
         Ok(Box::new(SqliteInventoryTx { tx: sqlite::begin(&self.pool).await? }))
     }
 

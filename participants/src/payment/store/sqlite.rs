@@ -52,7 +52,7 @@ fn payment(row: &SqliteRow) -> Result<PaymentRow, StoreError> {
 
 #[async_trait]
 impl PaymentStore for SqlitePaymentStore {
-    async fn begin(&self) -> Result<Box<dyn PaymentTx>, StoreError> {
+    async fn begin(&self, _locks: &[&str]) -> Result<Box<dyn PaymentTx>, StoreError> {
         Ok(Box::new(SqlitePaymentTx { tx: sqlite::begin(&self.pool).await? }))
     }
 
