@@ -6,6 +6,7 @@ pub mod store;
 
 use std::sync::Arc;
 
+use prost::Message;
 use sagaflow_proto::fulfillment::v1::fulfillment_server::Fulfillment;
 use sagaflow_proto::fulfillment::v1::{
     CancelShipmentRequest, CancelShipmentResponse, CreateShipmentRequest, CreateShipmentResponse, GetShipmentsRequest,
@@ -84,11 +85,6 @@ impl Fulfillment for FulfillmentService {
         let req = request.into_inner();
         require("order_id", &req.order_id)?;
 
-        let mut tx = self.store.begin(&call.lock_keys()).await?;
-        if let Some(answer) = idempotency::open(&mut *tx, &call).await? {
-            return Ok(Response::new(idempotency::replay(answer)?));
-        }
-        let now = self.clock.now();
         let address = req.address.clone().unwrap_or_default();
         let mut missing = Vec::new();
         if address.postal_code.trim().is_empty() {
@@ -97,19 +93,37 @@ impl Fulfillment for FulfillmentService {
         if address.country.trim().is_empty() {
             missing.push("country");
         }
-        let outcome = if missing.is_empty() {
+        let new_shipment = || {
             let items: Vec<serde_json::Value> =
                 req.items.iter().map(|i| serde_json::json!({ "sku": i.sku, "quantity": i.quantity })).collect();
-            let shipment = NewShipment {
+            NewShipment {
                 shipment_id: new_id("shp"),
                 order_id: req.order_id.clone(),
                 idempotency_key: call.key.clone(),
-                line1: address.line1,
-                city: address.city,
-                postal_code: address.postal_code,
-                country: address.country,
+                line1: address.line1.clone(),
+                city: address.city.clone(),
+                postal_code: address.postal_code.clone(),
+                country: address.country.clone(),
                 items_json: serde_json::Value::from(items).to_string(),
-            };
+            }
+        };
+        if missing.is_empty() {
+            let shipment = new_shipment();
+            let response = CreateShipmentResponse { shipment_id: shipment.shipment_id.clone() };
+            if self.store.create_shipment_once(&call, &shipment, &response.encode_to_vec(), self.clock.now()).await? {
+                tracing::info!(key = %call.key, method = call.method, "applied");
+                return Ok(Response::new(response));
+            }
+            // The key was seen: the locked path below replays its answer or refuses.
+        }
+
+        let mut tx = self.store.begin(&call.lock_keys()).await?;
+        if let Some(answer) = idempotency::open(&mut *tx, &call).await? {
+            return Ok(Response::new(idempotency::replay(answer)?));
+        }
+        let now = self.clock.now();
+        let outcome = if missing.is_empty() {
+            let shipment = new_shipment();
             tx.insert_shipment(&shipment, now).await.map_err(ServiceError::from)?;
             Ok(CreateShipmentResponse { shipment_id: shipment.shipment_id })
         } else {

@@ -10,8 +10,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::{PgPool, Postgres, Transaction};
 
-use crate::kit::idempotency::{IdempotencyTx, pg_idempotency_tx};
-use crate::kit::store::{StoreError, begin_locked, run_migrator};
+use crate::kit::idempotency::{Answer, CallKey, IdempotencyTx, pg_idempotency_tx};
+use crate::kit::store::{StoreError, advisory_lock_id, begin_locked, run_migrator};
 
 pub use sqlite::SqliteFulfillmentStore;
 
@@ -51,6 +51,26 @@ pub trait FulfillmentStore: Send + Sync + fmt::Debug + 'static {
     /// ([`CallKey::lock_keys`](crate::kit::idempotency::CallKey::lock_keys)); none for
     /// maintenance work.
     async fn begin(&self, locks: &[&str]) -> Result<Box<dyn FulfillmentTx>, StoreError>;
+    /// Create `shipment` and store `response` as the key's answer, in one step, when the key
+    /// was never seen; `false` (nothing done) when it was, and the caller takes the locked path
+    /// that replays or refuses. One round trip on PostgreSQL instead of five; the default does
+    /// the same in one ordinary transaction.
+    async fn create_shipment_once(
+        &self,
+        call: &CallKey,
+        shipment: &NewShipment,
+        response: &[u8],
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.begin(&call.lock_keys()).await?;
+        if tx.key_record(&call.key).await?.is_some() {
+            return Ok(false);
+        }
+        tx.insert_shipment(shipment, now).await?;
+        tx.save_answer(&call.key, call.method, &call.request_hash, &Answer::Ok(response.to_vec()), now).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
     /// The order's shipments, oldest first.
     async fn shipments_for_order(&self, order_id: &str) -> Result<Vec<ShipmentRow>, StoreError>;
 }
@@ -102,6 +122,52 @@ pg_idempotency_tx!(PgFulfillmentTx, "fulfillment");
 impl FulfillmentStore for PgFulfillmentStore {
     async fn begin(&self, locks: &[&str]) -> Result<Box<dyn FulfillmentTx>, StoreError> {
         Ok(Box::new(PgFulfillmentTx { tx: begin_locked(&self.pool, LOCK_SEED, locks).await? }))
+    }
+
+    async fn create_shipment_once(
+        &self,
+        call: &CallKey,
+        s: &NewShipment,
+        response: &[u8],
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        // One statement, so one implicit transaction: the key's lock (as every call on the key
+        // takes it), the answer inserted unless the key has a row (ON CONFLICT also waits for a
+        // transaction still inserting one), and the shipment only if the answer went in.
+        let claimed = sqlx::query_scalar!(
+            r#"
+            WITH key_lock AS (SELECT pg_advisory_xact_lock($1)),
+            claim AS (
+                INSERT INTO fulfillment.idempotency_keys
+                    (idempotency_key, method, request_hash, outcome, response, created_at)
+                SELECT $2, $3, $4, 'ok', $5, $6 FROM key_lock
+                ON CONFLICT (idempotency_key) DO NOTHING
+                RETURNING idempotency_key
+            ),
+            shipment AS (
+                INSERT INTO fulfillment.shipments (shipment_id, order_id, idempotency_key, line1,
+                    city, postal_code, country, items, cancelled, created_at)
+                SELECT $7, $8, claim.idempotency_key, $9, $10, $11, $12, $13, FALSE, $6 FROM claim
+            )
+            SELECT count(*) AS "claimed!" FROM claim
+            "#,
+            advisory_lock_id(LOCK_SEED, &call.key),
+            call.key,
+            call.method,
+            call.request_hash,
+            response,
+            now,
+            s.shipment_id,
+            s.order_id,
+            s.line1,
+            s.city,
+            s.postal_code,
+            s.country,
+            s.items_json
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(claimed > 0)
     }
 
     async fn shipments_for_order(&self, order_id: &str) -> Result<Vec<ShipmentRow>, StoreError> {

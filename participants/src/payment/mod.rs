@@ -5,6 +5,7 @@ pub mod store;
 
 use std::sync::Arc;
 
+use prost::Message;
 use sagaflow_proto::payment::v1::payment_server::Payment;
 use sagaflow_proto::payment::v1::{
     ChargeRequest, ChargeResponse, GetPaymentsRequest, GetPaymentsResponse, PaymentRecord, RefundRequest,
@@ -109,6 +110,29 @@ impl Payment for PaymentService {
         let token = Token::parse(&req.payment_token)?;
         // The demo is forgiving about a missing currency; everything else is checked.
         let currency = if req.currency.is_empty() { "USD".to_owned() } else { req.currency.clone() };
+
+        if token == Token::Ok {
+            let now = self.clock.now();
+            let payment = PaymentRow {
+                payment_id: new_id("pay"),
+                order_id: req.order_id.clone(),
+                customer_id: req.customer_id.clone(),
+                amount_cents: req.amount_cents,
+                refunded_cents: 0,
+                currency: currency.clone(),
+                idempotency_key: call.key.clone(),
+            };
+            let response = ChargeResponse {
+                payment_id: payment.payment_id.clone(),
+                amount_cents: payment.amount_cents,
+                currency: currency.clone(),
+            };
+            if self.store.charge_once(&call, &payment, &response.encode_to_vec(), now).await? {
+                tracing::info!(key = %call.key, method = call.method, "applied");
+                return Ok(Response::new(response));
+            }
+            // The key was seen: the locked path below replays its answer or refuses.
+        }
 
         let mut tx = self.store.begin(&call.lock_keys()).await?;
         if let Some(answer) = idempotency::open(&mut *tx, &call).await? {

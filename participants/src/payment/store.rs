@@ -9,8 +9,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::{PgPool, Postgres, Transaction};
 
-use crate::kit::idempotency::{IdempotencyTx, pg_idempotency_tx};
-use crate::kit::store::{StoreError, begin_locked, run_migrator};
+use crate::kit::idempotency::{Answer, CallKey, IdempotencyTx, pg_idempotency_tx};
+use crate::kit::store::{StoreError, advisory_lock_id, begin_locked, run_migrator};
 
 pub use sqlite::SqlitePaymentStore;
 
@@ -40,6 +40,26 @@ pub trait PaymentStore: Send + Sync + fmt::Debug + 'static {
     /// ([`CallKey::lock_keys`](crate::kit::idempotency::CallKey::lock_keys)); none for
     /// maintenance work.
     async fn begin(&self, locks: &[&str]) -> Result<Box<dyn PaymentTx>, StoreError>;
+    /// Charge `payment` and store `response` as the key's answer, in one step, when the key
+    /// was never seen; `false` (nothing done) when it was, and the caller takes the locked path
+    /// that replays or refuses. Saves the demo's most frequent call four round trips on
+    /// PostgreSQL; the default does the same in one ordinary transaction.
+    async fn charge_once(
+        &self,
+        call: &CallKey,
+        payment: &PaymentRow,
+        response: &[u8],
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.begin(&call.lock_keys()).await?;
+        if tx.key_record(&call.key).await?.is_some() {
+            return Ok(false);
+        }
+        tx.insert_payment(payment, now).await?;
+        tx.save_answer(&call.key, call.method, &call.request_hash, &Answer::Ok(response.to_vec()), now).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
     /// The order's charges, oldest first.
     async fn payments_for_order(&self, order_id: &str) -> Result<Vec<PaymentRow>, StoreError>;
 }
@@ -94,6 +114,51 @@ pg_idempotency_tx!(PgPaymentTx, "payment");
 impl PaymentStore for PgPaymentStore {
     async fn begin(&self, locks: &[&str]) -> Result<Box<dyn PaymentTx>, StoreError> {
         Ok(Box::new(PgPaymentTx { tx: begin_locked(&self.pool, LOCK_SEED, locks).await? }))
+    }
+
+    async fn charge_once(
+        &self,
+        call: &CallKey,
+        p: &PaymentRow,
+        response: &[u8],
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        // One statement, so one implicit transaction: the key's lock (as every call on the key
+        // takes it), the answer inserted unless the key has a row (ON CONFLICT also waits for a
+        // transaction still inserting one), and the charge only if the answer went in.
+        let claimed = sqlx::query_scalar!(
+            r#"
+            WITH key_lock AS (SELECT pg_advisory_xact_lock($1)),
+            claim AS (
+                INSERT INTO payment.idempotency_keys
+                    (idempotency_key, method, request_hash, outcome, response, created_at)
+                SELECT $2, $3, $4, 'ok', $5, $6 FROM key_lock
+                ON CONFLICT (idempotency_key) DO NOTHING
+                RETURNING idempotency_key
+            ),
+            charge AS (
+                INSERT INTO payment.payments (payment_id, order_id, customer_id, amount_cents,
+                    refunded_cents, currency, idempotency_key, created_at)
+                SELECT $7, $8, $9, $10, $11, $12, claim.idempotency_key, $6 FROM claim
+            )
+            SELECT count(*) AS "claimed!" FROM claim
+            "#,
+            advisory_lock_id(LOCK_SEED, &call.key),
+            call.key,
+            call.method,
+            call.request_hash,
+            response,
+            now,
+            p.payment_id,
+            p.order_id,
+            p.customer_id,
+            p.amount_cents,
+            p.refunded_cents,
+            p.currency
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(claimed > 0)
     }
 
     async fn payments_for_order(&self, order_id: &str) -> Result<Vec<PaymentRow>, StoreError> {
