@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use prost::Message;
 use sagaflow_proto::inventory::v1::inventory_server::Inventory;
 use sagaflow_proto::inventory::v1::{
     CommitRequest, CommitResponse, GetStockRequest, GetStockResponse, Item, ReleaseRequest, ReleaseResponse,
@@ -368,6 +369,29 @@ impl Inventory for InventoryService {
             0 => self.default_ttl,
             seconds => Duration::from_secs(u64::from(seconds)),
         };
+        {
+            let now = self.clock.now();
+            let ttl =
+                chrono::Duration::from_std(ttl).map_err(|_| ServiceError::invalid("ttl_seconds", "is too large"))?;
+            let reservation = ReservationRow {
+                reservation_id: new_id("res"),
+                order_id: req.order_id.clone(),
+                idempotency_key: call.key.clone(),
+                status: ReservationStatus::Held,
+                expires_at: now + ttl,
+            };
+            let response = ReserveResponse {
+                reservation_id: reservation.reservation_id.clone(),
+                expires_at: Some(timestamp(reservation.expires_at)),
+            };
+            let listed: Vec<(String, i64)> = items.iter().map(|(s, q)| (s.clone(), *q)).collect();
+            if self.store.reserve_once(&call, &reservation, &listed, &response.encode_to_vec(), now).await? {
+                tracing::info!(key = %call.key, method = call.method, "applied");
+                return Ok(Response::new(response));
+            }
+            // A seen key, an unknown SKU or too little stock: the locked path below decides.
+        }
+
         // Stock held by expired reservations must be available before refusing for want of
         // stock. Sweeping only then (and retrying once) keeps the sweep's query off the path
         // of every Reserve that finds enough stock anyway.
@@ -425,6 +449,17 @@ impl Inventory for InventoryService {
         let req = request.into_inner();
         if req.reservation_id.is_empty() {
             require("order_id", &req.order_id)?;
+        }
+        if !req.reservation_id.is_empty() {
+            let response = CommitResponse { reservation_id: req.reservation_id.clone() };
+            let now = self.clock.now();
+            if self.store.commit_once(&call, &req.reservation_id, &req.order_id, &response.encode_to_vec(), now).await?
+            {
+                tracing::info!(key = %call.key, method = call.method, "applied");
+                return Ok(Response::new(response));
+            }
+            // A seen key, or a reservation that is not held (or expired, or another order's):
+            // the locked path below replays or decides.
         }
 
         let mut tx = self.store.begin(&call.lock_keys()).await?;

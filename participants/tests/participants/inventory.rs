@@ -236,6 +236,45 @@ async fn concurrent_reserves_never_oversell(db: Db) {
     h.stop().await;
 }
 
+async fn concurrent_multi_sku_reserves_and_retries_apply_once_and_never_oversell(db: Db) {
+    // Orders ask for overlapping pairs of SKUs listed in either order, and every call is sent
+    // twice with its key: no deadlock, no oversell, each key reserves at most once.
+    let h = Harness::start(db).await;
+    let mut client = h.inventory().await;
+    for sku in ["PAIR-A", "PAIR-B", "PAIR-C"] {
+        restock(&mut client, sku, 6).await;
+    }
+    let pairs = [("PAIR-A", "PAIR-B"), ("PAIR-B", "PAIR-A"), ("PAIR-B", "PAIR-C"), ("PAIR-C", "PAIR-A")];
+    let calls = (0..48).map(|n| {
+        let i = n / 2;
+        let (first, second) = pairs[i % pairs.len()];
+        let request = reserve(&format!("o-{i}"), vec![item(first, 1), item(second, 1)]);
+        let mut client = client.clone();
+        async move { (i, client.reserve(keyed(request, &format!("pair-{i}"))).await) }
+    });
+    let results = futures::future::join_all(calls).await;
+    let mut reserved_by_key = std::collections::BTreeMap::new();
+    for (i, result) in &results {
+        match result {
+            Ok(response) => {
+                let id = response.get_ref().reservation_id.clone();
+                let first = reserved_by_key.entry(*i).or_insert_with(|| id.clone());
+                assert_eq!(*first, id, "a retried key must replay the same reservation");
+            }
+            Err(refused) => assert_refused(refused, "Inventory.OutOfStock"),
+        }
+    }
+    let mut held = 0;
+    for sku in ["PAIR-A", "PAIR-B", "PAIR-C"] {
+        let (available, reserved, committed) = stock(&mut client, sku).await;
+        assert_eq!(available + reserved, 6, "{sku}: stock must be conserved");
+        assert_eq!(committed, 0);
+        held += reserved;
+    }
+    assert_eq!(held, 2 * reserved_by_key.len() as i64, "each reservation holds two units");
+    h.stop().await;
+}
+
 async fn the_demo_catalog_seeds_idempotently(db: Db) {
     let h = Harness::start(db).await;
     let clock: Arc<dyn Clock> = Arc::new(h.clock.clone());
@@ -276,6 +315,7 @@ on_both_backends!(
     release_undoes_exactly_the_keyed_reservation,
     releasing_a_reserve_never_made_leaves_a_tombstone,
     concurrent_reserves_never_oversell,
+    concurrent_multi_sku_reserves_and_retries_apply_once_and_never_oversell,
     the_demo_catalog_seeds_idempotently,
     the_database_refuses_negative_stock,
 );
