@@ -111,7 +111,7 @@ impl Fulfillment for FulfillmentService {
             let shipment = new_shipment();
             let response = CreateShipmentResponse { shipment_id: shipment.shipment_id.clone() };
             if self.store.create_shipment_once(&call, &shipment, &response.encode_to_vec(), self.clock.now()).await? {
-                tracing::info!(key = %call.key, method = call.method, "applied");
+                idempotency::log_applied(&call);
                 return Ok(Response::new(response));
             }
             // The key was seen: the locked path below replays its answer or refuses.

@@ -386,7 +386,7 @@ impl Inventory for InventoryService {
             };
             let listed: Vec<(String, i64)> = items.iter().map(|(s, q)| (s.clone(), *q)).collect();
             if self.store.reserve_once(&call, &reservation, &listed, &response.encode_to_vec(), now).await? {
-                tracing::info!(key = %call.key, method = call.method, "applied");
+                idempotency::log_applied(&call);
                 return Ok(Response::new(response));
             }
             // A seen key, an unknown SKU or too little stock: the locked path below decides.
@@ -455,7 +455,7 @@ impl Inventory for InventoryService {
             let now = self.clock.now();
             if self.store.commit_once(&call, &req.reservation_id, &req.order_id, &response.encode_to_vec(), now).await?
             {
-                tracing::info!(key = %call.key, method = call.method, "applied");
+                idempotency::log_applied(&call);
                 return Ok(Response::new(response));
             }
             // A seen key, or a reservation that is not held (or expired, or another order's):

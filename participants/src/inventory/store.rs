@@ -12,7 +12,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::{PgPool, Postgres, Transaction};
 
-use crate::kit::idempotency::{Answer, CallKey, IdempotencyTx, pg_idempotency_tx};
+use crate::kit::idempotency::{self, CallKey, IdempotencyTx, pg_idempotency_tx};
 use crate::kit::store::{StoreError, advisory_lock_id, begin_locked, run_migrator};
 
 pub use sqlite::SqliteInventoryStore;
@@ -102,7 +102,7 @@ pub trait InventoryStore: Send + Sync + fmt::Debug + 'static {
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
         let mut tx = self.begin(&call.lock_keys()).await?;
-        if tx.key_record(&call.key).await?.is_some() {
+        if idempotency::key_seen(&mut *tx, call).await? {
             return Ok(false);
         }
         match tx.reservation_for_update(reservation_id).await? {
@@ -116,9 +116,7 @@ pub trait InventoryStore: Send + Sync + fmt::Debug + 'static {
             tx.adjust_stock(&sku, 0, -quantity, quantity, now).await?;
         }
         tx.set_reservation_status(reservation_id, ReservationStatus::Committed, now).await?;
-        tx.save_answer(&call.key, call.method, &call.request_hash, &Answer::Ok(response.to_vec()), now).await?;
-        tx.commit().await?;
-        Ok(true)
+        idempotency::commit_ok_answer(tx, call, response, now).await
     }
     /// Reserve `items` (distinct SKUs) as `reservation` and store `response` as the key's
     /// answer, in one step, when the key was never seen and every SKU has the stock; `false`
@@ -134,7 +132,7 @@ pub trait InventoryStore: Send + Sync + fmt::Debug + 'static {
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
         let mut tx = self.begin(&call.lock_keys()).await?;
-        if tx.key_record(&call.key).await?.is_some() {
+        if idempotency::key_seen(&mut *tx, call).await? {
             return Ok(false);
         }
         for (sku, quantity) in items {
@@ -147,9 +145,7 @@ pub trait InventoryStore: Send + Sync + fmt::Debug + 'static {
             tx.adjust_stock(sku, -quantity, *quantity, 0, now).await?;
         }
         tx.insert_reservation(reservation, items, now).await?;
-        tx.save_answer(&call.key, call.method, &call.request_hash, &Answer::Ok(response.to_vec()), now).await?;
-        tx.commit().await?;
-        Ok(true)
+        idempotency::commit_ok_answer(tx, call, response, now).await
     }
     async fn stock(&self, sku: &str) -> Result<Option<StockRow>, StoreError>;
     /// Ids of held reservations whose expiry is at or before `now`, soonest first.

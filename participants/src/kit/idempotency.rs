@@ -243,12 +243,35 @@ pub async fn close<T: IdempotencyTx + ?Sized, R: Message>(
     tx.save_answer(&call.key, call.method, &call.request_hash, &answer, now).await?;
     tx.commit().await?;
     match &outcome {
-        Ok(_) => tracing::info!(key = %call.key, method = call.method, "applied"),
+        Ok(_) => log_applied(call),
         Err(refusal) => {
             tracing::info!(key = %call.key, method = call.method, reason = %refusal.reason, "refused")
         }
     }
     outcome.map_err(ServiceError::Refused)
+}
+
+/// The log line of a call whose effect was applied (and its answer stored).
+pub fn log_applied(call: &CallKey) {
+    tracing::info!(key = %call.key, method = call.method, "applied");
+}
+
+/// The first half of a store's one-step call (decision 0020) done through the transaction
+/// API: whether the key already has a row, in which case the caller does nothing.
+pub async fn key_seen<T: IdempotencyTx + ?Sized>(tx: &mut T, call: &CallKey) -> Result<bool, StoreError> {
+    Ok(tx.key_record(&call.key).await?.is_some())
+}
+
+/// The second half: store `response` as the key's answer and commit with the effect.
+pub async fn commit_ok_answer<T: IdempotencyTx + ?Sized>(
+    mut tx: Box<T>,
+    call: &CallKey,
+    response: &[u8],
+    now: DateTime<Utc>,
+) -> Result<bool, StoreError> {
+    tx.save_answer(&call.key, call.method, &call.request_hash, &Answer::Ok(response.to_vec()), now).await?;
+    tx.commit().await?;
+    Ok(true)
 }
 
 /// The columns of a stored answer, as the `idempotency_keys` tables hold them.

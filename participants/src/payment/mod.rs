@@ -111,57 +111,54 @@ impl Payment for PaymentService {
         // The demo is forgiving about a missing currency; everything else is checked.
         let currency = if req.currency.is_empty() { "USD".to_owned() } else { req.currency.clone() };
 
-        if token == Token::Ok {
-            let now = self.clock.now();
-            let payment = PaymentRow {
-                payment_id: new_id("pay"),
-                order_id: req.order_id.clone(),
-                customer_id: req.customer_id.clone(),
-                amount_cents: req.amount_cents,
-                refunded_cents: 0,
-                currency: currency.clone(),
-                idempotency_key: call.key.clone(),
-            };
-            let response = ChargeResponse {
-                payment_id: payment.payment_id.clone(),
-                amount_cents: payment.amount_cents,
-                currency: currency.clone(),
-            };
-            if self.store.charge_once(&call, &payment, &response.encode_to_vec(), now).await? {
-                tracing::info!(key = %call.key, method = call.method, "applied");
-                return Ok(Response::new(response));
-            }
-            // The key was seen: the locked path below replays its answer or refuses.
+        let refusal = match token {
+            Token::Ok => None,
+            Token::Decline => Some(
+                Refusal::new(CARD_DECLINED, "the card issuer declined the charge (demo token tok_decline)")
+                    .with("order_id", &req.order_id),
+            ),
+            Token::Insufficient => Some(
+                Refusal::new(
+                    INSUFFICIENT_FUNDS,
+                    format!(
+                        "the card has insufficient funds for {} cents (demo token tok_insufficient)",
+                        req.amount_cents
+                    ),
+                )
+                .with("order_id", &req.order_id)
+                .with("amount_cents", req.amount_cents),
+            ),
+        };
+        // The charge a good token makes, and its answer, are known before anything is stored.
+        let payment = PaymentRow {
+            payment_id: new_id("pay"),
+            order_id: req.order_id.clone(),
+            customer_id: req.customer_id.clone(),
+            amount_cents: req.amount_cents,
+            refunded_cents: 0,
+            currency: currency.clone(),
+            idempotency_key: call.key.clone(),
+        };
+        let response =
+            ChargeResponse { payment_id: payment.payment_id.clone(), amount_cents: payment.amount_cents, currency };
+        if refusal.is_none()
+            && self.store.charge_once(&call, &payment, &response.encode_to_vec(), self.clock.now()).await?
+        {
+            idempotency::log_applied(&call);
+            return Ok(Response::new(response));
         }
 
+        // A refusal, or a key already seen (replayed or refused here).
         let mut tx = self.store.begin(&call.lock_keys()).await?;
         if let Some(answer) = idempotency::open(&mut *tx, &call).await? {
             return Ok(Response::new(idempotency::replay(answer)?));
         }
         let now = self.clock.now();
-        let outcome = match token {
-            Token::Decline => {
-                Err(Refusal::new(CARD_DECLINED, "the card issuer declined the charge (demo token tok_decline)")
-                    .with("order_id", &req.order_id))
-            }
-            Token::Insufficient => Err(Refusal::new(
-                INSUFFICIENT_FUNDS,
-                format!("the card has insufficient funds for {} cents (demo token tok_insufficient)", req.amount_cents),
-            )
-            .with("order_id", &req.order_id)
-            .with("amount_cents", req.amount_cents)),
-            Token::Ok => {
-                let payment = PaymentRow {
-                    payment_id: new_id("pay"),
-                    order_id: req.order_id.clone(),
-                    customer_id: req.customer_id.clone(),
-                    amount_cents: req.amount_cents,
-                    refunded_cents: 0,
-                    currency: currency.clone(),
-                    idempotency_key: call.key.clone(),
-                };
+        let outcome = match refusal {
+            Some(refusal) => Err(refusal),
+            None => {
                 tx.insert_payment(&payment, now).await.map_err(ServiceError::from)?;
-                Ok(ChargeResponse { payment_id: payment.payment_id, amount_cents: payment.amount_cents, currency })
+                Ok(response)
             }
         };
         Ok(Response::new(idempotency::close(tx, &call, outcome, now).await?))

@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::{PgPool, Postgres, Transaction};
 
-use crate::kit::idempotency::{Answer, CallKey, IdempotencyTx, pg_idempotency_tx};
+use crate::kit::idempotency::{self, CallKey, IdempotencyTx, pg_idempotency_tx};
 use crate::kit::store::{StoreError, advisory_lock_id, begin_locked, run_migrator};
 
 pub use sqlite::SqlitePaymentStore;
@@ -52,13 +52,11 @@ pub trait PaymentStore: Send + Sync + fmt::Debug + 'static {
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
         let mut tx = self.begin(&call.lock_keys()).await?;
-        if tx.key_record(&call.key).await?.is_some() {
+        if idempotency::key_seen(&mut *tx, call).await? {
             return Ok(false);
         }
         tx.insert_payment(payment, now).await?;
-        tx.save_answer(&call.key, call.method, &call.request_hash, &Answer::Ok(response.to_vec()), now).await?;
-        tx.commit().await?;
-        Ok(true)
+        idempotency::commit_ok_answer(tx, call, response, now).await
     }
     /// The order's charges, oldest first.
     async fn payments_for_order(&self, order_id: &str) -> Result<Vec<PaymentRow>, StoreError>;
