@@ -449,8 +449,7 @@ impl Inventory for InventoryService {
         let req = request.into_inner();
         if req.reservation_id.is_empty() {
             require("order_id", &req.order_id)?;
-        }
-        if !req.reservation_id.is_empty() {
+        } else {
             let response = CommitResponse { reservation_id: req.reservation_id.clone() };
             let now = self.clock.now();
             if self.store.commit_once(&call, &req.reservation_id, &req.order_id, &response.encode_to_vec(), now).await?
