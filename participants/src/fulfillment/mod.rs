@@ -93,39 +93,37 @@ impl Fulfillment for FulfillmentService {
         if address.country.trim().is_empty() {
             missing.push("country");
         }
-        let new_shipment = || {
-            let items: Vec<serde_json::Value> =
-                req.items.iter().map(|i| serde_json::json!({ "sku": i.sku, "quantity": i.quantity })).collect();
-            NewShipment {
-                shipment_id: new_id("shp"),
-                order_id: req.order_id.clone(),
-                idempotency_key: call.key.clone(),
-                line1: address.line1.clone(),
-                city: address.city.clone(),
-                postal_code: address.postal_code.clone(),
-                country: address.country.clone(),
-                items_json: serde_json::Value::from(items).to_string(),
-            }
+        // The shipment a complete address makes, and its answer, are known before anything
+        // is stored.
+        let items: Vec<serde_json::Value> =
+            req.items.iter().map(|i| serde_json::json!({ "sku": i.sku, "quantity": i.quantity })).collect();
+        let shipment = NewShipment {
+            shipment_id: new_id("shp"),
+            order_id: req.order_id.clone(),
+            idempotency_key: call.key.clone(),
+            line1: address.line1,
+            city: address.city,
+            postal_code: address.postal_code,
+            country: address.country,
+            items_json: serde_json::Value::from(items).to_string(),
         };
-        if missing.is_empty() {
-            let shipment = new_shipment();
-            let response = CreateShipmentResponse { shipment_id: shipment.shipment_id.clone() };
-            if self.store.create_shipment_once(&call, &shipment, &response.encode_to_vec(), self.clock.now()).await? {
-                idempotency::log_applied(&call);
-                return Ok(Response::new(response));
-            }
-            // The key was seen: the locked path below replays its answer or refuses.
+        let response = CreateShipmentResponse { shipment_id: shipment.shipment_id.clone() };
+        if missing.is_empty()
+            && self.store.create_shipment_once(&call, &shipment, &response.encode_to_vec(), self.clock.now()).await?
+        {
+            idempotency::log_applied(&call);
+            return Ok(Response::new(response));
         }
 
+        // A refusal, or a key already seen (replayed or refused here).
         let mut tx = self.store.begin(&call.lock_keys()).await?;
         if let Some(answer) = idempotency::open(&mut *tx, &call).await? {
             return Ok(Response::new(idempotency::replay(answer)?));
         }
         let now = self.clock.now();
         let outcome = if missing.is_empty() {
-            let shipment = new_shipment();
             tx.insert_shipment(&shipment, now).await.map_err(ServiceError::from)?;
-            Ok(CreateShipmentResponse { shipment_id: shipment.shipment_id })
+            Ok(response)
         } else {
             Err(Refusal::new(
                 ADDRESS_REJECTED,
