@@ -5,10 +5,11 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-/// The engine allocates and frees many small JSON values per step (snapshots, payloads);
-/// mimalloc makes that markedly cheaper than the system allocator (docs/performance.md).
+/// The engine allocates and frees many small JSON values per step (snapshots, payloads):
+/// jemalloc is as fast at that as mimalloc was, and unlike it hands freed memory back, so
+/// a long-running server's resident memory stays flat (decision 0021, docs/performance.md).
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 fn main() -> ExitCode {
     quiet_on_broken_pipe();
