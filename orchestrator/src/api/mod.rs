@@ -17,8 +17,8 @@ use std::net::SocketAddr;
 use sagaflow_proto::sagaflow::v1::order_service_server::OrderServiceServer;
 use sagaflow_proto::sagaflow::v1::saga_service_server::SagaServiceServer;
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 use tonic::transport::Server;
+use tonic::transport::server::TcpIncoming;
 
 use crate::engine::Engine;
 use crate::security::ApiSecurity;
@@ -65,7 +65,9 @@ pub async fn serve_with(
         .add_service(reflection_alpha)
         .add_service(OrderServiceServer::new(RedactedOrders::new(orders::Orders::new(engine.clone()), masking.clone())))
         .add_service(SagaServiceServer::new(RedactedSagas::new(sagas::Sagas::new(engine), masking)))
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        // tonic applies its TCP_NODELAY default only to sockets it binds itself; without it a
+        // reply's last frames can wait for the client's delayed ACK (40 ms on Linux).
+        .serve_with_incoming_shutdown(TcpIncoming::from(listener).with_nodelay(Some(true)), shutdown)
         .await
 }
 

@@ -17,8 +17,8 @@ use sagaflow_proto::inventory::v1::*;
 use sagaflow_proto::payment::v1::payment_server::{Payment, PaymentServer};
 use sagaflow_proto::payment::v1::*;
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
+use tonic::transport::server::TcpIncoming;
 use tonic::{Request, Response, Status};
 
 /// The gRPC service names served.
@@ -47,7 +47,8 @@ pub async fn start(stop: CancellationToken, tasks: &mut tokio::task::JoinSet<()>
         .add_service(health_service)
         .add_service(reflection);
     tasks.spawn(async move {
-        let incoming = TcpListenerStream::new(listener);
+        // As in the API server: accepted sockets get TCP_NODELAY only when asked for here.
+        let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
         if let Err(e) = server.serve_with_incoming_shutdown(incoming, stop.cancelled_owned()).await {
             tracing::error!(error = %e, "the echo participants stopped");
         }
