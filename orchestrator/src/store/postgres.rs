@@ -125,8 +125,8 @@ impl PostgresStore {
                     last_event_id, redrive_count, owner, lease_epoch, lease_expires_at,
                     traceparent, tracestate
                 )
-                SELECT n.id, d.id, d.name, d.version, n.status, n.input::json,
-                    n.output::json, n.error, n.cause, n.idempotency_key, n.request_hash, n.snapshot::json,
+                SELECT n.id, d.id, d.name, d.version, n.status, n.input,
+                    n.output, n.error, n.cause, n.idempotency_key, n.request_hash, n.snapshot,
                     CASE WHEN n.terminal THEN now() END,
                     n.last_event_id, n.redrives,
                     CASE WHEN n.release THEN NULL ELSE n.owner END,
@@ -139,7 +139,7 @@ impl PostgresStore {
             ),
             history AS (
                 INSERT INTO sagaflow.history (execution_id, id, "timestamp", type, state, details, cause)
-                SELECT h.execution_id, h.id, h.at, h.type, h.state, h.details::json, h.cause::json
+                SELECT h.execution_id, h.id, h.at, h.type, h.state, h.details, h.cause
                 FROM UNNEST($19::uuid[], $20::int8[], $21::timestamptz[], $22::text[], $23::text[],
                             $24::text[], $25::text[])
                     AS h(execution_id, id, at, type, state, details, cause)
@@ -420,8 +420,8 @@ impl Store for PostgresStore {
             applied AS (
                 UPDATE sagaflow.executions e SET
                     status = t.status,
-                    snapshot = t.snapshot::json,
-                    output = t.output::json,
+                    snapshot = t.snapshot,
+                    output = t.output,
                     error = t.error,
                     cause = t.cause,
                     last_event_id = coalesce(t.last_event_id, e.last_event_id),
@@ -438,7 +438,7 @@ impl Store for PostgresStore {
             ),
             history AS (
                 INSERT INTO sagaflow.history (execution_id, id, "timestamp", type, state, details, cause)
-                SELECT h.execution_id, h.id, h.at, h.type, h.state, h.details::json, h.cause::json
+                SELECT h.execution_id, h.id, h.at, h.type, h.state, h.details, h.cause
                 FROM UNNEST($14::uuid[], $15::int8[], $16::timestamptz[], $17::text[], $18::text[],
                             $19::text[], $20::text[])
                     AS h(execution_id, id, at, type, state, details, cause)
@@ -562,8 +562,8 @@ impl Store for PostgresStore {
             FROM chosen
             WHERE e.id = chosen.id
             RETURNING
-                e.id, e.definition_id, e.definition_name, e.definition_version, e.status, e.input,
-                e.output, e.error, e.cause, e.idempotency_key, e.snapshot, e.started_at,
+                e.id, e.definition_id, e.definition_name, e.definition_version, e.status, e.input::json AS "input!",
+                e.output::json AS output, e.error, e.cause, e.idempotency_key, e.snapshot::json AS "snapshot!", e.started_at,
                 e.stopped_at, e.last_event_id, e.redrive_count, e.owner, e.lease_expires_at,
                 e.traceparent, e.tracestate, e.lease_epoch, chosen.was_due AS "was_due?",
                 ARRAY(SELECT t.work_id FROM sagaflow.timers t WHERE t.execution_id = e.id
@@ -734,8 +734,8 @@ impl Store for PostgresStore {
         let row = sqlx::query_as!(
             ExecutionRow,
             r#"
-            SELECT id, definition_id, definition_name, definition_version, status, input, output,
-                   error, cause, idempotency_key, snapshot, started_at, stopped_at, last_event_id,
+            SELECT id, definition_id, definition_name, definition_version, status, input::json AS "input!",
+                   output::json AS output, error, cause, idempotency_key, snapshot::json AS "snapshot!", started_at, stopped_at, last_event_id,
                    redrive_count, owner, lease_expires_at, traceparent, tracestate
             FROM sagaflow.executions
             WHERE id = $1
@@ -791,8 +791,8 @@ impl Store for PostgresStore {
         let rows = sqlx::query_as!(
             ExecutionRow,
             r#"
-            SELECT id, definition_id, definition_name, definition_version, status, input, output,
-                   error, cause, idempotency_key, snapshot, started_at, stopped_at, last_event_id,
+            SELECT id, definition_id, definition_name, definition_version, status, input::json AS "input!",
+                   output::json AS output, error, cause, idempotency_key, snapshot::json AS "snapshot!", started_at, stopped_at, last_event_id,
                    redrive_count, owner, lease_expires_at, traceparent, tracestate
             FROM sagaflow.executions
             WHERE (cardinality($1::text[]) = 0 OR status = ANY($1))
@@ -846,7 +846,7 @@ impl Store for PostgresStore {
         };
         let rows = sqlx::query!(
             r#"
-            SELECT id, "timestamp", type, state, details, cause
+            SELECT id, "timestamp", type, state, details::json AS details, cause::json AS cause
             FROM sagaflow.history
             WHERE execution_id = $1 AND id > $2
             ORDER BY id
