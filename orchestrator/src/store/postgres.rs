@@ -103,6 +103,97 @@ impl PostgresStore {
 }
 
 impl PostgresStore {
+    /// The commit of a lone transition without timers or inbox requests: what one execution
+    /// in flight commits at every step. The batch statement would do the same, but it pays
+    /// for its generality (thirteen arrays joined back to the rows, empty timer and inbox
+    /// parts, the verdict): 0.03-0.08 ms more per commit at one client. Nothing of the
+    /// transition is written unless the fenced update applies, so a refusal has nothing to
+    /// roll back, and its reason is read afterwards, on the row as it is then.
+    async fn commit_one(&self, c: &CommitColumns) -> Result<(), StoreError> {
+        let id = c.ids[0];
+        let first_event_id = c.first_event_ids[0];
+        let last_event_id = c.last_event_ids[0];
+        let query = sqlx::query_scalar!(
+            r#"
+            WITH applied AS (
+                UPDATE sagaflow.executions e SET
+                    status = $4,
+                    snapshot = $5,
+                    output = $6,
+                    error = $7,
+                    cause = $8,
+                    last_event_id = coalesce($10, e.last_event_id),
+                    stopped_at = CASE WHEN $11 THEN coalesce(e.stopped_at, now()) END,
+                    redrive_count = e.redrive_count + $13,
+                    owner = CASE WHEN $12 THEN NULL ELSE e.owner END,
+                    lease_expires_at = CASE WHEN $12 THEN NULL ELSE e.lease_expires_at END
+                WHERE e.id = $1
+                  AND e.owner = $2
+                  AND e.lease_epoch = $3
+                  AND ($9::int8 IS NULL OR e.last_event_id = $9 - 1)
+                RETURNING e.id
+            ),
+            history AS (
+                INSERT INTO sagaflow.history (execution_id, id, "timestamp", type, state, details, cause)
+                SELECT $1, h.id, h.at, h.type, h.state, h.details, h.cause
+                FROM UNNEST($14::int8[], $15::timestamptz[], $16::text[], $17::text[], $18::text[],
+                            $19::text[])
+                    AS h(id, at, type, state, details, cause)
+                WHERE EXISTS (SELECT 1 FROM applied)
+            )
+            SELECT count(*) AS "applied!" FROM applied
+            "#,
+            id,
+            c.owners[0],
+            c.epochs[0],
+            c.statuses[0],
+            c.snapshots[0],
+            c.outputs[0],
+            c.errors[0],
+            c.causes[0],
+            first_event_id,
+            last_event_id,
+            c.terminal[0],
+            c.release[0],
+            c.redrives[0],
+            &c.events.ids,
+            &c.events.timestamps,
+            &c.events.types,
+            &c.events.states as _,
+            &c.events.details as _,
+            &c.events.causes as _,
+        );
+        let mut lane = self.commit_lane.get(&self.pool).await.map_err(db_error)?;
+        let result = query.fetch_one(lane.conn()).await;
+        lane.settle(&result);
+        if result.map_err(db_error)? == 1 {
+            return Ok(());
+        }
+        // Not applied: judged as the batch statement's verdict judges it.
+        let row =
+            sqlx::query!(r#"SELECT owner, lease_epoch, last_event_id FROM sagaflow.executions WHERE id = $1"#, id,)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(db_error)?;
+        let Some(row) = row else { return Err(StoreError::LeaseLost(id)) };
+        if row.owner.as_deref() != Some(c.owners[0].as_str()) || row.lease_epoch != c.epochs[0] {
+            return Err(StoreError::LeaseLost(id));
+        }
+        // Its events are in the history already: a retry of a commit that landed.
+        if last_event_id.is_some_and(|last| row.last_event_id >= last) {
+            return Ok(());
+        }
+        if let Some(first) = first_event_id
+            && row.last_event_id != first - 1
+        {
+            return Err(StoreError::Database(format!(
+                "history of execution {id} does not continue where the transition starts"
+            )));
+        }
+        // The lease was ours, and is again, but the row changed under us: a claim won.
+        Err(StoreError::LeaseLost(id))
+    }
+
     /// Insert new executions with their first transitions in one statement, skipping any
     /// whose id or (definition name, idempotency key) exists or whose definition does not;
     /// returns the ids inserted. Runs on the creation lane.
@@ -404,6 +495,13 @@ impl Store for PostgresStore {
             return Ok(());
         }
         let c = CommitColumns::build(transitions)?;
+        if c.ids.len() == 1
+            && c.timer_add_work_ids.is_empty()
+            && c.timer_remove_work_ids.is_empty()
+            && c.inbox_ids.is_empty()
+        {
+            return self.commit_one(&c).await;
+        }
         // One statement, so one round trip and one implicit transaction: the fenced update of
         // every execution row, then history, timers and inbox of the rows actually updated,
         // then a verdict that raises (rolling everything back) if any transition was not applied.
