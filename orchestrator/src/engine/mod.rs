@@ -419,7 +419,7 @@ impl Engine {
         let inbox_id = self.inner.store.post_request(id, request).await?;
         let actors = self.inner.actors.lock().await;
         if let Some(handle) = actors.get(&id) {
-            let _ = handle.tx.try_send(actor::Msg::Request { inbox_id, event });
+            let _ = handle.tx.try_send(actor::Msg::Request { inbox_id, event: Box::new(event) });
         }
         Ok(())
     }
@@ -444,7 +444,7 @@ impl Engine {
             if actors.contains_key(&id) {
                 return;
             }
-            actors.insert(id, actor::Handle { tx: tx.clone(), epoch, releasing: releasing.clone() });
+            actors.insert(id, actor::Handle { tx, epoch, releasing: releasing.clone() });
         }
         if let Some(metrics) = &self.inner.config.metrics {
             metrics.actor_started();
@@ -455,10 +455,9 @@ impl Engine {
             epoch,
             definition,
             execution,
-            tx,
             rx,
             timers: timers.into_iter().collect(),
-            calls: HashMap::new(),
+            calls: Default::default(),
             delivered: Default::default(),
             telemetry,
             resent,
@@ -618,7 +617,7 @@ impl Engine {
             for item in items {
                 let Some(handle) = actors.get(&item.execution_id) else { continue };
                 let msg = match serde_json::from_value::<Event>(item.request.clone()) {
-                    Ok(event) => actor::Msg::Request { inbox_id: item.id, event },
+                    Ok(event) => actor::Msg::Request { inbox_id: item.id, event: Box::new(event) },
                     Err(_) => actor::Msg::Discard { inbox_id: item.id },
                 };
                 let _ = handle.tx.try_send(msg);
