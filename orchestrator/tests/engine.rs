@@ -2,6 +2,7 @@
 //! network. Checks what is awkward to reach end to end.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -27,21 +28,28 @@ const DEFINITION: &str = r#"{
   "States": { "Work": { "Type": "Task", "Resource": "grpc://p/s.v1.S/Work", "SagaRole": "readonly", "End": true } }
 }"#;
 
-#[tokio::test]
-async fn an_unreadable_inbox_request_is_consumed_not_retried_forever() {
-    let dir = std::env::temp_dir().join(format!("sagaflow-engine-{}", uuid::Uuid::new_v4().simple()));
-    let store = SqliteStore::open(dir.join("engine.db").to_str().expect("path")).await.expect("store");
-    store.migrate().await.expect("migrate");
-    let store: Arc<dyn Store> = Arc::new(store);
-    let config = EngineConfig {
+fn config() -> EngineConfig {
+    EngineConfig {
         owner: "engine-test".into(),
         lease: Duration::from_secs(2),
         claim_interval: Duration::from_millis(50),
         claim_batch: 16,
         inbox_interval: Duration::from_millis(50),
         metrics: None,
-    };
-    let engine = Engine::new(store.clone(), Arc::new(Echo), config);
+    }
+}
+
+async fn sqlite_store(dir: &std::path::Path) -> Arc<dyn Store> {
+    let store = SqliteStore::open(dir.join("engine.db").to_str().expect("path")).await.expect("store");
+    store.migrate().await.expect("migrate");
+    Arc::new(store)
+}
+
+#[tokio::test]
+async fn an_unreadable_inbox_request_is_consumed_not_retried_forever() {
+    let dir = std::env::temp_dir().join(format!("sagaflow-engine-{}", uuid::Uuid::new_v4().simple()));
+    let store = sqlite_store(&dir).await;
+    let engine = Engine::new(store.clone(), Arc::new(Echo), config());
     engine.definitions().register("work", DEFINITION).await.expect("register");
     engine.spawn_loops();
     let started = engine
@@ -74,6 +82,84 @@ async fn an_unreadable_inbox_request_is_consumed_not_retried_forever() {
     assert!(consumed, "the unreadable request still makes the execution claimable");
     let record = store.get_execution(started.id).await.expect("get").expect("exists");
     assert_eq!(record.status, Status::Succeeded, "discarding a request changes nothing else");
+    engine.shutdown().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `Hang` never answers (and notes when its call is dropped), `Fail` fails after the hanging
+/// call is surely in flight, anything else echoes and notes whether `Hang` was dropped by then.
+#[derive(Default)]
+struct HangAndFail {
+    hang_dropped: Arc<AtomicBool>,
+    dropped_before_next_call: AtomicBool,
+}
+
+struct SetOnDrop(Arc<AtomicBool>);
+
+impl Drop for SetOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+}
+
+#[async_trait]
+impl Invoker for HangAndFail {
+    async fn invoke(&self, call: &Call) -> CallOutcome {
+        if call.resource.ends_with("/Hang") {
+            let _guard = SetOnDrop(self.hang_dropped.clone());
+            std::future::pending::<()>().await;
+        }
+        if call.resource.ends_with("/Fail") {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            return CallOutcome::Failed { error: "Test.Boom".into(), cause: None, outcome_unknown: false };
+        }
+        self.dropped_before_next_call.store(self.hang_dropped.load(Ordering::SeqCst), Ordering::SeqCst);
+        CallOutcome::Succeeded(call.input.clone())
+    }
+}
+
+const PARALLEL: &str = r#"{
+  "StartAt": "Both",
+  "States": {
+    "Both": {
+      "Type": "Parallel",
+      "Branches": [
+        { "StartAt": "Hang", "States": { "Hang": { "Type": "Task", "Resource": "grpc://p/s.v1.S/Hang", "SagaRole": "readonly", "End": true } } },
+        { "StartAt": "Fail", "States": { "Fail": { "Type": "Task", "Resource": "grpc://p/s.v1.S/Fail", "SagaRole": "readonly", "End": true } } }
+      ],
+      "Catch": [ { "ErrorEquals": ["States.ALL"], "Next": "After" } ],
+      "Next": "After"
+    },
+    "After": { "Type": "Task", "Resource": "grpc://p/s.v1.S/After", "SagaRole": "readonly", "End": true }
+  }
+}"#;
+
+/// The actor polls its calls itself: a call the interpreter abandons (here the sibling branch
+/// of a failed Parallel) must be stopped then, not left running until the execution ends.
+#[tokio::test]
+async fn an_abandoned_call_is_stopped_while_the_execution_goes_on() {
+    let dir = std::env::temp_dir().join(format!("sagaflow-engine-{}", uuid::Uuid::new_v4().simple()));
+    let store = sqlite_store(&dir).await;
+    let invoker = Arc::new(HangAndFail::default());
+    let engine = Engine::new(store, invoker.clone(), config());
+    engine.definitions().register("parallel", PARALLEL).await.expect("register");
+    engine.spawn_loops();
+    let started = engine
+        .start(StartRequest {
+            definition: "parallel".into(),
+            version: None,
+            input: json!({ "n": 1 }),
+            execution_id: None,
+            idempotency_key: None,
+        })
+        .await
+        .expect("start");
+    assert_eq!(engine.wait(started.id, Duration::from_secs(10)).await.expect("wait"), Status::Succeeded);
+    assert!(invoker.hang_dropped.load(Ordering::SeqCst), "the hanging call is still running");
+    assert!(
+        invoker.dropped_before_next_call.load(Ordering::SeqCst),
+        "the hanging call was stopped only after the execution moved on"
+    );
     engine.shutdown().await;
     let _ = std::fs::remove_dir_all(&dir);
 }
