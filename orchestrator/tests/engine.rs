@@ -45,16 +45,11 @@ async fn sqlite_store(dir: &std::path::Path) -> Arc<dyn Store> {
     Arc::new(store)
 }
 
-#[tokio::test]
-async fn an_unreadable_inbox_request_is_consumed_not_retried_forever() {
-    let dir = std::env::temp_dir().join(format!("sagaflow-engine-{}", uuid::Uuid::new_v4().simple()));
-    let store = sqlite_store(&dir).await;
-    let engine = Engine::new(store.clone(), Arc::new(Echo), config());
-    engine.definitions().register("work", DEFINITION).await.expect("register");
-    engine.spawn_loops();
+/// Starts `definition` with a small input and waits for the execution to settle.
+async fn run_to_the_end(engine: &Engine, definition: &str) -> (uuid::Uuid, Status) {
     let started = engine
         .start(StartRequest {
-            definition: "work".into(),
+            definition: definition.into(),
             version: None,
             input: json!({ "n": 1 }),
             execution_id: None,
@@ -62,16 +57,27 @@ async fn an_unreadable_inbox_request_is_consumed_not_retried_forever() {
         })
         .await
         .expect("start");
-    assert_eq!(engine.wait(started.id, Duration::from_secs(10)).await.expect("wait"), Status::Succeeded);
+    (started.id, engine.wait(started.id, Duration::from_secs(10)).await.expect("wait"))
+}
+
+#[tokio::test]
+async fn an_unreadable_inbox_request_is_consumed_not_retried_forever() {
+    let dir = std::env::temp_dir().join(format!("sagaflow-engine-{}", uuid::Uuid::new_v4().simple()));
+    let store = sqlite_store(&dir).await;
+    let engine = Engine::new(store.clone(), Arc::new(Echo), config());
+    engine.definitions().register("work", DEFINITION).await.expect("register");
+    engine.spawn_loops();
+    let (id, status) = run_to_the_end(&engine, "work").await;
+    assert_eq!(status, Status::Succeeded);
 
     // A request no version of Sagaflow can read (written by hand, or by a newer one).
-    store.post_request(started.id, json!({ "type": "NotAnEvent" })).await.expect("post");
+    store.post_request(id, json!({ "type": "NotAnEvent" })).await.expect("post");
     // The settled execution is claimed for it, the request is consumed, the lease released:
     // after that nothing makes it claimable again.
     let mut consumed = false;
     for _ in 0..100 {
         tokio::time::sleep(Duration::from_millis(50)).await;
-        let record = store.get_execution(started.id).await.expect("get").expect("exists");
+        let record = store.get_execution(id).await.expect("get").expect("exists");
         if record.owner.is_none()
             && store.claim("someone-else", Duration::from_secs(1), 10).await.expect("claim").is_empty()
         {
@@ -80,7 +86,7 @@ async fn an_unreadable_inbox_request_is_consumed_not_retried_forever() {
         }
     }
     assert!(consumed, "the unreadable request still makes the execution claimable");
-    let record = store.get_execution(started.id).await.expect("get").expect("exists");
+    let record = store.get_execution(id).await.expect("get").expect("exists");
     assert_eq!(record.status, Status::Succeeded, "discarding a request changes nothing else");
     engine.shutdown().await;
     let _ = std::fs::remove_dir_all(&dir);
@@ -144,17 +150,8 @@ async fn an_abandoned_call_is_stopped_while_the_execution_goes_on() {
     let engine = Engine::new(store, invoker.clone(), config());
     engine.definitions().register("parallel", PARALLEL).await.expect("register");
     engine.spawn_loops();
-    let started = engine
-        .start(StartRequest {
-            definition: "parallel".into(),
-            version: None,
-            input: json!({ "n": 1 }),
-            execution_id: None,
-            idempotency_key: None,
-        })
-        .await
-        .expect("start");
-    assert_eq!(engine.wait(started.id, Duration::from_secs(10)).await.expect("wait"), Status::Succeeded);
+    let (_, status) = run_to_the_end(&engine, "parallel").await;
+    assert_eq!(status, Status::Succeeded);
     assert!(invoker.hang_dropped.load(Ordering::SeqCst), "the hanging call is still running");
     assert!(
         invoker.dropped_before_next_call.load(Ordering::SeqCst),
