@@ -132,7 +132,8 @@ enum Stop {
 impl Actor {
     pub(crate) async fn run(mut self, actions: Vec<Action>, inbox: Vec<(i64, Option<Event>)>) {
         let stop = self.run_inner(actions, inbox).await;
-        // Dropping the actor drops its calls in flight.
+        // Stop the calls still in flight before the execution is let go.
+        drop(std::mem::take(&mut self.calls));
         self.engine.inner.actors.lock().await.remove(&self.id);
         if let Some(metrics) = &self.engine.inner.config.metrics {
             metrics.actor_stopped();
