@@ -33,7 +33,20 @@ pub fn binary(name: &str) -> anyhow::Result<PathBuf> {
 }
 
 /// A free port on loopback (bound then released; the tests start the process on it at once).
+///
+/// Picked at random below Linux's ephemeral range (32768-60999 by default), not with a bind
+/// to port 0: a port from that range, once released, can be taken by any outgoing connection
+/// of the tests running beside (each opens many to PostgreSQL and gRPC), and the process
+/// started on it then failed with "Address already in use".
 pub fn free_port() -> u16 {
+    use rand::Rng as _;
+    let mut rng = rand::thread_rng();
+    for _ in 0..64 {
+        let port = rng.gen_range(20_000..32_000);
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
     std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).unwrap_or(0)
 }
 
