@@ -1,6 +1,7 @@
 //! PostgreSQL implementation of [`Store`]: the production backend, shared by every replica.
 //! Every write is one SQL statement, so one round trip and its own transaction (a start that
-//! finds an existing execution reads it with a second); leases run on the database clock.
+//! finds an existing execution, or a lone commit that was refused, reads it with a second);
+//! leases run on the database clock.
 //!
 //! # Fencing
 //! A commit applies to an execution only if the row still names the writer's `owner` and
