@@ -602,16 +602,22 @@ async fn a_claim_after_expiry_fences_the_old_owner<S: Store>(store: S) {
     let mut stale = step(id, "a", 1, 3..=4);
     stale.status = Status::Succeeded;
     stale.release = true;
+    stale.timers_added = vec![Timer { work_id: 7, due: at(70) }];
     let result = store.commit(&[stale]).await;
     assert!(matches!(result, Err(StoreError::LeaseLost(lost)) if lost == id), "{result:?}");
     assert_eq!(get(&store, id).await, before, "nothing of the fenced commit landed");
     assert_eq!(event_ids(&store, id).await, vec![1, 2]);
+    store.release("b", &[(id, 2)]).await.expect("release");
+    let reclaimed = store.claim("b", LONG, 10).await.expect("claim");
+    assert_eq!(reclaimed.len(), 1);
+    assert!(reclaimed[0].timers.is_empty(), "no timer of the fenced commit");
 
     // Same owner name, old epoch: still fenced (a replica that came back after a pause).
     let result = store.commit(&[step(id, "b", 1, 3..=3)]).await;
     assert!(matches!(result, Err(StoreError::LeaseLost(_))), "{result:?}");
 
-    store.commit(&[step(id, "b", 2, 3..=3)]).await.expect("the new owner commits");
+    assert_eq!(reclaimed[0].epoch, 3);
+    store.commit(&[step(id, "b", 3, 3..=3)]).await.expect("the new owner commits");
     assert_eq!(event_ids(&store, id).await, vec![1, 2, 3]);
 }
 
