@@ -5,6 +5,7 @@
 //! services' stores.
 
 use std::path::Path;
+use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -99,7 +100,16 @@ impl Backend {
                 // the caller sees as unavailable and retries.
                 .test_before_acquire(false)
                 .acquire_timeout(Duration::from_secs(10))
-                .connect(url.trim())
+                // Every statement here reads by key. A generic plan made while a table was
+                // small (a fresh stock table has a page or two) would scan it whole for good,
+                // through every dead version its updates leave, as the orchestrator's store
+                // found (decision 0019). With sequential scans priced out, plans stay on the
+                // indexes (decision 0023).
+                .connect_with(
+                    sqlx::postgres::PgConnectOptions::from_str(url.trim())
+                        .map_err(OpenError::Connect)?
+                        .options([("enable_seqscan", "off")]),
+                )
                 .await
                 .map(Backend::Postgres)
                 .map_err(OpenError::Connect),
