@@ -1,11 +1,19 @@
 //! Small data helpers of the interpreter: lenient numbers read from data, time formatting,
-//! compact JSON for messages, and payload size checks that avoid serializing when they can.
+//! compact JSON for messages, payload size checks that avoid serializing when they can, and
+//! history details built without a detour through `Serialize`.
 
 use chrono::{DateTime, SecondsFormat};
 use serde_json::Value;
 
 use super::PAYLOAD_LIMIT_BYTES;
 use crate::limits::{NESTING_LIMIT, size_upper_bound, too_deep};
+
+/// The object `{k1: v1, k2: v2, ...}`, keys in the order given. `json!` would turn each value
+/// into a `Value` through `Serialize`, rebuilding a payload key by key (a hash per key); the
+/// engine makes four such details per Task state, so they take the values as they are.
+pub(super) fn object<const N: usize>(entries: [(&str, Value); N]) -> Value {
+    Value::Object(entries.into_iter().map(|(key, value)| (key.to_owned(), value)).collect())
+}
 
 /// An integer, or a string holding one: AWS accepts `"1"` where a count is read from data.
 pub(super) fn as_integer(value: &Value) -> Option<i64> {

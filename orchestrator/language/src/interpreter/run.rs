@@ -13,7 +13,7 @@ use rand_chacha::ChaCha8Rng;
 use rand_core::SeedableRng;
 use serde_json::{Map, Value, json};
 
-use super::data::{Over, compact, format_time, json_size, over_limit};
+use super::data::{Over, compact, format_time, json_size, object, over_limit};
 use super::execution::{
     Cursor, Execution, MachineStep, Pending, RedrivePoint, Status, Thread, ThreadId, Visit, Waiter,
 };
@@ -451,7 +451,7 @@ impl Runner<'_> {
         self.record(
             EventKind::ExecutionStarted,
             None,
-            json!({ "input": input, "stateMachine": self.ctx["StateMachine"]["Name"] }),
+            object([("input", input.clone()), ("stateMachine", self.ctx["StateMachine"]["Name"].clone())]),
             Some(Event::Started(start)),
         );
         self.ex.threads.insert(
@@ -543,7 +543,7 @@ impl Runner<'_> {
         };
         let scoped = self.scoped(thread, &name);
         let entered_kind = entered_kind(&state.kind);
-        let entered_event = self.emit(entered_kind, Some(scoped), json!({ "input": raw_input }));
+        let entered_event = self.emit(entered_kind, Some(scoped), object([("input", raw_input.clone())]));
         let retry_len = match &state.kind {
             StateKind::Task(t) => t.resilience.retry.len(),
             StateKind::Parallel(p) => p.resilience.retry.len(),
@@ -642,7 +642,7 @@ impl Runner<'_> {
                 let output =
                     self.select(thread, &state.output_path, input).map_err(|e| Self::runtime_failure(&visit, e))?;
                 let scoped = self.scoped(thread, &visit.state);
-                self.emit(EventKind::SucceedStateExited, Some(scoped), json!({ "output": output }));
+                self.emit(EventKind::SucceedStateExited, Some(scoped), object([("output", output.clone())]));
                 self.end_thread(thread, Cursor::Done(output));
                 Ok(())
             }
@@ -790,7 +790,7 @@ impl Runner<'_> {
             }
         }
         let scoped = self.scoped(thread, &visit.state);
-        self.emit(exited_kind(&state.kind), Some(scoped), json!({ "output": output }));
+        self.emit(exited_kind(&state.kind), Some(scoped), object([("output", output.clone())]));
         match transition {
             Some(Transition::Next(next)) => {
                 self.queue.push_back(Work::Enter { thread, state: next.clone(), input: output });
@@ -864,8 +864,8 @@ impl Runner<'_> {
             scope,
             machine,
             forward_key,
-            document: json!({ "Input": visit.effective_input, "Result": result }),
             outcome_unknown: result.is_none(),
+            document: object([("Input", visit.effective_input.clone()), ("Result", result.unwrap_or(Value::Null))]),
         });
         self.thread_mut(thread).ledger.push(entry);
     }
@@ -884,7 +884,7 @@ impl Runner<'_> {
         let cursor = std::mem::replace(&mut self.thread_mut(0).cursor, Cursor::Aborted);
         match cursor {
             Cursor::Done(output) => {
-                self.emit(EventKind::ExecutionSucceeded, None, json!({ "output": output }));
+                self.emit(EventKind::ExecutionSucceeded, None, object([("output", output.clone())]));
                 self.ex.output = Some(output);
                 self.finished(Status::Succeeded);
             }

@@ -3,7 +3,7 @@
 
 use serde_json::{Value, json};
 
-use super::data::{compact, over_limit};
+use super::data::{compact, object, over_limit};
 use super::execution::{Cursor, RedrivePoint, ThreadId, Visit, Waiter};
 use super::history::EventKind;
 use super::run::{Failure, Runner, Work, machine_of, resilience};
@@ -79,14 +79,14 @@ impl Runner<'_> {
         self.emit(
             EventKind::TaskScheduled,
             Some(scope),
-            json!({
-                "callId": id,
-                "resource": call.resource,
-                "input": call.input,
-                "idempotencyKey": call.idempotency_key,
-                "attempt": call.attempt,
-                "timeoutSeconds": timeout,
-            }),
+            object([
+                ("callId", id.into()),
+                ("resource", call.resource.clone().into()),
+                ("input", call.input.clone()),
+                ("idempotencyKey", call.idempotency_key.clone().into()),
+                ("attempt", call.attempt.into()),
+                ("timeoutSeconds", timeout.into()),
+            ]),
         );
         self.issue(Action::Invoke(call), Waiter::Thread(thread));
         self.thread_mut(thread).cursor = Cursor::Task { visit, call: Some(id), timer: None, outcome_unknown };
