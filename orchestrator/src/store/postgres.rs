@@ -116,133 +116,79 @@ impl PostgresStore {
         let first_event_id = c.first_event_ids[0];
         let last_event_id = c.last_event_ids[0];
         let mut lane = self.commit_lane.get(&self.pool).await.map_err(db_error)?;
-        // Two texts rather than one with empty timer parts: the timer parts cost their
-        // executor set-up even when empty, and three steps in four have none.
-        let result = if c.timer_add_work_ids.is_empty() && c.timer_remove_work_ids.is_empty() {
-            sqlx::query_scalar!(
-                r#"
-                WITH applied AS (
-                    UPDATE sagaflow.executions e SET
-                        status = $4,
-                        snapshot = $5,
-                        output = $6,
-                        error = $7,
-                        cause = $8,
-                        last_event_id = coalesce($10, e.last_event_id),
-                        stopped_at = CASE WHEN $11 THEN coalesce(e.stopped_at, now()) END,
-                        redrive_count = e.redrive_count + $13,
-                        owner = CASE WHEN $12 THEN NULL ELSE e.owner END,
-                        lease_expires_at = CASE WHEN $12 THEN NULL ELSE e.lease_expires_at END
-                    WHERE e.id = $1
-                      AND e.owner = $2
-                      AND e.lease_epoch = $3
-                      AND ($9::int8 IS NULL OR e.last_event_id = $9 - 1)
-                    RETURNING e.id
-                ),
-                history AS (
-                    INSERT INTO sagaflow.history (execution_id, id, "timestamp", type, state, details, cause)
-                    SELECT $1, h.id, h.at, h.type, h.state, h.details, h.cause
-                    FROM UNNEST($14::int8[], $15::timestamptz[], $16::text[], $17::text[], $18::text[],
-                                $19::text[])
-                        AS h(id, at, type, state, details, cause)
-                    WHERE EXISTS (SELECT 1 FROM applied)
-                )
-                SELECT count(*) AS "applied!" FROM applied
-                "#,
-                id,
-                c.owners[0],
-                c.epochs[0],
-                c.statuses[0],
-                c.snapshots[0],
-                c.outputs[0],
-                c.errors[0],
-                c.causes[0],
-                first_event_id,
-                last_event_id,
-                c.terminal[0],
-                c.release[0],
-                c.redrives[0],
-                &c.events.ids,
-                &c.events.timestamps,
-                &c.events.types,
-                &c.events.states as _,
-                &c.events.details as _,
-                &c.events.causes as _,
+        // The timer parts cost next to nothing when empty (PostgreSQL's log at one saga in
+        // flight: 0.134 ms of execution for a transition without timers in a statement
+        // without them, about 0.138 ms with them), so one text serves every lone transition.
+        // `build` nets each work id to one addition or one removal, so the two timer parts
+        // never touch the same row.
+        let result = sqlx::query_scalar!(
+            r#"
+            WITH applied AS (
+                UPDATE sagaflow.executions e SET
+                    status = $4,
+                    snapshot = $5,
+                    output = $6,
+                    error = $7,
+                    cause = $8,
+                    last_event_id = coalesce($10, e.last_event_id),
+                    stopped_at = CASE WHEN $11 THEN coalesce(e.stopped_at, now()) END,
+                    redrive_count = e.redrive_count + $13,
+                    owner = CASE WHEN $12 THEN NULL ELSE e.owner END,
+                    lease_expires_at = CASE WHEN $12 THEN NULL ELSE e.lease_expires_at END
+                WHERE e.id = $1
+                  AND e.owner = $2
+                  AND e.lease_epoch = $3
+                  AND ($9::int8 IS NULL OR e.last_event_id = $9 - 1)
+                RETURNING e.id
+            ),
+            history AS (
+                INSERT INTO sagaflow.history (execution_id, id, "timestamp", type, state, details, cause)
+                SELECT $1, h.id, h.at, h.type, h.state, h.details, h.cause
+                FROM UNNEST($14::int8[], $15::timestamptz[], $16::text[], $17::text[], $18::text[],
+                            $19::text[])
+                    AS h(id, at, type, state, details, cause)
+                WHERE EXISTS (SELECT 1 FROM applied)
+            ),
+            timers_added AS (
+                INSERT INTO sagaflow.timers (execution_id, work_id, due_at)
+                SELECT $1, a.work_id, a.due_at
+                FROM UNNEST($20::int8[], $21::timestamptz[]) AS a(work_id, due_at)
+                WHERE EXISTS (SELECT 1 FROM applied)
+                ON CONFLICT (execution_id, work_id) DO UPDATE SET due_at = EXCLUDED.due_at
+            ),
+            timers_removed AS (
+                DELETE FROM sagaflow.timers x
+                WHERE x.execution_id = $1
+                  AND x.work_id = ANY($22::int8[])
+                  AND EXISTS (SELECT 1 FROM applied)
             )
-            .fetch_one(lane.conn())
-            .await
-        } else {
-            // The same, plus the timers: `build` nets each work id to one addition or one
-            // removal, so the two parts never touch the same row.
-            sqlx::query_scalar!(
-                r#"
-                WITH applied AS (
-                    UPDATE sagaflow.executions e SET
-                        status = $4,
-                        snapshot = $5,
-                        output = $6,
-                        error = $7,
-                        cause = $8,
-                        last_event_id = coalesce($10, e.last_event_id),
-                        stopped_at = CASE WHEN $11 THEN coalesce(e.stopped_at, now()) END,
-                        redrive_count = e.redrive_count + $13,
-                        owner = CASE WHEN $12 THEN NULL ELSE e.owner END,
-                        lease_expires_at = CASE WHEN $12 THEN NULL ELSE e.lease_expires_at END
-                    WHERE e.id = $1
-                      AND e.owner = $2
-                      AND e.lease_epoch = $3
-                      AND ($9::int8 IS NULL OR e.last_event_id = $9 - 1)
-                    RETURNING e.id
-                ),
-                history AS (
-                    INSERT INTO sagaflow.history (execution_id, id, "timestamp", type, state, details, cause)
-                    SELECT $1, h.id, h.at, h.type, h.state, h.details, h.cause
-                    FROM UNNEST($14::int8[], $15::timestamptz[], $16::text[], $17::text[], $18::text[],
-                                $19::text[])
-                        AS h(id, at, type, state, details, cause)
-                    WHERE EXISTS (SELECT 1 FROM applied)
-                ),
-                timers_added AS (
-                    INSERT INTO sagaflow.timers (execution_id, work_id, due_at)
-                    SELECT $1, a.work_id, a.due_at
-                    FROM UNNEST($20::int8[], $21::timestamptz[]) AS a(work_id, due_at)
-                    WHERE EXISTS (SELECT 1 FROM applied)
-                    ON CONFLICT (execution_id, work_id) DO UPDATE SET due_at = EXCLUDED.due_at
-                ),
-                timers_removed AS (
-                    DELETE FROM sagaflow.timers x
-                    WHERE x.execution_id = $1
-                      AND x.work_id = ANY($22::int8[])
-                      AND EXISTS (SELECT 1 FROM applied)
-                )
-                SELECT count(*) AS "applied!" FROM applied
-                "#,
-                id,
-                c.owners[0],
-                c.epochs[0],
-                c.statuses[0],
-                c.snapshots[0],
-                c.outputs[0],
-                c.errors[0],
-                c.causes[0],
-                first_event_id,
-                last_event_id,
-                c.terminal[0],
-                c.release[0],
-                c.redrives[0],
-                &c.events.ids,
-                &c.events.timestamps,
-                &c.events.types,
-                &c.events.states as _,
-                &c.events.details as _,
-                &c.events.causes as _,
-                &c.timer_add_work_ids,
-                &c.timer_add_due,
-                &c.timer_remove_work_ids,
-            )
-            .fetch_one(lane.conn())
-            .await
-        };
+            SELECT count(*) AS "applied!" FROM applied
+            "#,
+            id,
+            c.owners[0],
+            c.epochs[0],
+            c.statuses[0],
+            c.snapshots[0],
+            c.outputs[0],
+            c.errors[0],
+            c.causes[0],
+            first_event_id,
+            last_event_id,
+            c.terminal[0],
+            c.release[0],
+            c.redrives[0],
+            &c.events.ids,
+            &c.events.timestamps,
+            &c.events.types,
+            &c.events.states as _,
+            &c.events.details as _,
+            &c.events.causes as _,
+            &c.timer_add_work_ids,
+            &c.timer_add_due,
+            &c.timer_remove_work_ids,
+        )
+        .fetch_one(lane.conn())
+        .await;
         lane.settle(&result);
         if result.map_err(db_error)? == 1 {
             return Ok(());
