@@ -84,10 +84,15 @@ async fn a_saga_is_one_trace_under_the_callers_span_across_a_crash() {
 
     let status = wait_status(&cluster, &id, Duration::from_secs(90), settled).await;
     assert_eq!(status, "SUCCEEDED", "{}", cluster.logs());
+    // Each process exports on its own schedule: wait for everything asserted below, the
+    // participant's last call included, not only for the saga's own span.
     let spans = receiver
         .wait_for(&trace_id, Duration::from_secs(30), |spans| {
+            let served = |name: &str| spans.iter().filter(|s| s.name == name && s.kind == SERVER).count();
             spans.iter().any(|s| s.name == "saga order")
-                && spans.iter().filter(|s| s.name == "payment.v1.Payment/Charge" && s.kind == SERVER).count() >= 2
+                && served("payment.v1.Payment/Charge") >= 2
+                && served("inventory.v1.Inventory/Commit") >= 1
+                && spans.iter().filter(|s| s.service == "sagaflow-participant" && s.kind == SERVER).count() >= 6
         })
         .await;
 
