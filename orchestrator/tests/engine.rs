@@ -1,5 +1,6 @@
-//! The engine on its own: a SQLite store in a temporary file and an in-process invoker, no
-//! network. Checks what is awkward to reach end to end.
+//! The engine on its own: a SQLite store in a temporary file (PostgreSQL for what only it
+//! does, such as announcing inbox requests) and an in-process invoker, no network. Checks
+//! what is awkward to reach end to end.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -35,6 +36,7 @@ fn config() -> EngineConfig {
         claim_interval: Duration::from_millis(50),
         claim_batch: 16,
         inbox_interval: Duration::from_millis(50),
+        inbox_backstop: Duration::from_millis(50),
         metrics: None,
     }
 }
@@ -159,4 +161,67 @@ async fn an_abandoned_call_is_stopped_while_the_execution_goes_on() {
     );
     engine.shutdown().await;
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Hangs every call until the test ends.
+struct Hang;
+
+#[async_trait]
+impl Invoker for Hang {
+    async fn invoke(&self, _: &Call) -> CallOutcome {
+        std::future::pending().await
+    }
+}
+
+/// A request posted through another replica reaches the owner through PostgreSQL's `LISTEN`,
+/// not through polling: both replicas poll their inboxes once an hour, so only the
+/// announcement can deliver the cancel. (PostgreSQL only: SQLite announces nothing.)
+#[test]
+fn a_request_posted_elsewhere_is_delivered_by_its_announcement() {
+    async fn body(pool: sqlx::PgPool) {
+        let store: Arc<dyn Store> = Arc::new(sagaflow::store::postgres::PostgresStore::from_pool(pool));
+        let hour = Duration::from_secs(3600);
+        let owner_config =
+            EngineConfig { owner: "owner".into(), inbox_interval: hour, inbox_backstop: hour, ..config() };
+        let owner = Engine::new(store.clone(), Arc::new(Hang), owner_config);
+        owner.definitions().register("hang", DEFINITION).await.expect("register");
+        owner.spawn_loops();
+        let other_config =
+            EngineConfig { owner: "other".into(), inbox_interval: hour, inbox_backstop: hour, ..config() };
+        let other = Engine::new(store.clone(), Arc::new(Hang), other_config);
+        let started = owner
+            .start(StartRequest {
+                definition: "hang".into(),
+                version: None,
+                input: json!({ "n": 1 }),
+                execution_id: None,
+                idempotency_key: None,
+            })
+            .await
+            .expect("start");
+        // Give the owner's listener time to connect: the first look at the inbox happens
+        // at once, so a request posted before it listened would be found that way instead.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert_eq!(store.get_execution(started.id).await.expect("read").expect("row").status, Status::Running);
+        other
+            .request(started.id, sagaflow_language::interpreter::Event::Cancel { reason: Some("test".into()) })
+            .await
+            .expect("post the cancel");
+        let status = owner.wait(started.id, Duration::from_secs(20)).await.expect("wait");
+        // A readonly Task has nothing to compensate: a cancel ends it CANCELLED.
+        assert_eq!(status, Status::Cancelled);
+        owner.shutdown().await;
+    }
+    on_postgres(concat!(module_path!(), "::a_request_posted_elsewhere_is_delivered_by_its_announcement"), body);
+}
+
+/// Runs `body` on a fresh, migrated PostgreSQL database (sqlx's test support, as the store
+/// suite uses it).
+fn on_postgres<Fut: std::future::Future<Output = ()>>(test_path: &'static str, body: fn(sqlx::PgPool) -> Fut) {
+    if std::env::var_os("DATABASE_URL").is_none_or(|url| url.is_empty()) {
+        panic!("DATABASE_URL is not set: this test needs a PostgreSQL server. Run ./scripts/test.sh");
+    }
+    let mut args = sqlx::testing::TestArgs::new(test_path);
+    args.migrator(&sagaflow::store::postgres::MIGRATOR);
+    sqlx::testing::TestFn::run_test(body, args)
 }

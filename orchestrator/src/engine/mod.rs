@@ -21,7 +21,7 @@ use chrono::Utc;
 use sagaflow_language::interpreter::{self, Envelope, Event, Execution, Start, Status};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
-use tokio::sync::{Mutex, mpsc, watch};
+use tokio::sync::{Mutex, Notify, mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
@@ -43,8 +43,12 @@ pub struct EngineConfig {
     pub claim_interval: Duration,
     /// Executions taken per claim.
     pub claim_batch: u32,
-    /// How often to look for cancel, terminate and repair requests.
+    /// How often to look for cancel, terminate and repair requests when the store cannot
+    /// announce them (and, after an announcement, while one waits for its actor).
     pub inbox_interval: Duration,
+    /// How often to look anyway when the store announces requests (PostgreSQL `LISTEN`): a
+    /// backstop, since an announcement lost with a connection is reported as such.
+    pub inbox_backstop: Duration,
     /// Where the engine counts what it does (`None`: nothing is counted).
     pub metrics: Option<Arc<EngineMetrics>>,
 }
@@ -57,6 +61,7 @@ impl Default for EngineConfig {
             claim_interval: Duration::from_millis(500),
             claim_batch: 64,
             inbox_interval: Duration::from_millis(200),
+            inbox_backstop: Duration::from_secs(5),
             metrics: None,
         }
     }
@@ -601,9 +606,33 @@ impl Engine {
     }
 
     async fn inbox_loop(self) {
+        // Woken by the store's announcements where it makes them; polled otherwise. Polling
+        // every 200 ms was five idle transactions a second per replica, most of the
+        // background commits a lone saga's benchmark counted.
+        let wake = Arc::new(Notify::new());
+        let listening = Arc::new(AtomicBool::new(false));
+        match self.inner.store.inbox_announcements().await {
+            Ok(Some(announcements)) => {
+                listening.store(true, Ordering::Relaxed);
+                let engine = self.clone();
+                let (wake, listening) = (wake.clone(), listening.clone());
+                self.inner.tracker.spawn(async move { engine.announcement_loop(announcements, wake, listening).await });
+            }
+            Ok(None) => {}
+            Err(e) => warn!(error = %e, "cannot listen for inbox requests; polling for them"),
+        }
+        let mut waiting_for_actor = false;
+        // Requests posted while no replica listened: look once at start.
+        wake.notify_one();
         loop {
+            let delay = if listening.load(Ordering::Relaxed) && !waiting_for_actor {
+                self.inner.config.inbox_backstop
+            } else {
+                self.inner.config.inbox_interval
+            };
             tokio::select! {
-                _ = tokio::time::sleep(self.inner.config.inbox_interval) => {}
+                _ = tokio::time::sleep(delay) => {}
+                _ = wake.notified() => {}
                 _ = self.inner.cancel.cancelled() => return,
             }
             let items = match self.inner.store.take_inbox(&self.inner.config.owner).await {
@@ -614,13 +643,49 @@ impl Engine {
                 }
             };
             let actors = self.inner.actors.lock().await;
+            // A request for an execution whose actor is still being set up (adopted just now)
+            // stays in the inbox; look again soon rather than at the backstop.
+            waiting_for_actor = false;
             for item in items {
-                let Some(handle) = actors.get(&item.execution_id) else { continue };
+                let Some(handle) = actors.get(&item.execution_id) else {
+                    waiting_for_actor = true;
+                    continue;
+                };
                 let msg = match serde_json::from_value::<Event>(item.request.clone()) {
                     Ok(event) => actor::Msg::Request { inbox_id: item.id, event: Box::new(event) },
                     Err(_) => actor::Msg::Discard { inbox_id: item.id },
                 };
                 let _ = handle.tx.try_send(msg);
+            }
+        }
+    }
+
+    /// Turn the store's announcements into wake-ups of the inbox loop. While the feed is
+    /// broken (the database unreachable), the inbox loop polls.
+    async fn announcement_loop(
+        self,
+        mut announcements: Box<dyn crate::store::InboxAnnouncements>,
+        wake: Arc<Notify>,
+        listening: Arc<AtomicBool>,
+    ) {
+        loop {
+            let next = tokio::select! {
+                next = announcements.next() => next,
+                _ = self.inner.cancel.cancelled() => return,
+            };
+            // A missed announcement (Ok(false)) is handled like one received: look now.
+            wake.notify_one();
+            match next {
+                Ok(_) => listening.store(true, Ordering::Relaxed),
+                Err(e) => {
+                    if listening.swap(false, Ordering::Relaxed) {
+                        warn!(error = %e, "listening for inbox requests failed; polling until it recovers");
+                    }
+                    tokio::select! {
+                        _ = tokio::time::sleep(self.inner.config.inbox_interval.max(Duration::from_secs(1))) => {}
+                        _ = self.inner.cancel.cancelled() => return,
+                    }
+                }
             }
         }
     }

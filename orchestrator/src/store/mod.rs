@@ -221,6 +221,11 @@ pub trait Store: Send + Sync + 'static {
     async fn post_request(&self, execution_id: Uuid, request: Value) -> Result<i64, StoreError>;
     /// Inbox requests for executions `owner` holds.
     async fn take_inbox(&self, owner: &str) -> Result<Vec<InboxItem>, StoreError>;
+    /// Announcements of new inbox requests, when the backend can push them (PostgreSQL:
+    /// `LISTEN`), so the engine need not poll for them. `None`: it cannot; poll.
+    async fn inbox_announcements(&self) -> Result<Option<Box<dyn InboxAnnouncements>>, StoreError> {
+        Ok(None)
+    }
 
     async fn get_execution(&self, id: Uuid) -> Result<Option<ExecutionRecord>, StoreError>;
     /// Ids starting with `prefix` (at most `limit`), to resolve a short id.
@@ -235,6 +240,14 @@ pub trait Store: Send + Sync + 'static {
     fn pool_stats(&self) -> Option<PoolStats> {
         None
     }
+}
+
+/// A feed of "a request was posted to some execution's inbox", from [`Store::inbox_announcements`].
+#[async_trait]
+pub trait InboxAnnouncements: Send {
+    /// Wait for the next announcement: `Ok(true)` for one, `Ok(false)` when the feed was
+    /// interrupted and restored, so announcements may have been missed meanwhile.
+    async fn next(&mut self) -> Result<bool, StoreError>;
 }
 
 /// A connection pool's state.

@@ -24,14 +24,14 @@ use chrono::{DateTime, Utc};
 use sagaflow_language::interpreter::{EventKind, HistoryEvent, Status};
 use serde_json::Value;
 use sqlx::migrate::Migrator;
-use sqlx::postgres::{PgConnectOptions, PgDatabaseError, PgPool, PgPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgDatabaseError, PgListener, PgPool, PgPoolOptions};
 use uuid::Uuid;
 
 use super::batch::{CommitColumns, CreationColumns};
 use super::lane::Lane;
 use super::{
-    Claimed, Created, DefinitionRecord, ExecutionFilter, ExecutionRecord, InboxItem, NewExecution, PoolStats, Store,
-    StoreError, Timer, TraceParent, Transition, prefix_range,
+    Claimed, Created, DefinitionRecord, ExecutionFilter, ExecutionRecord, InboxAnnouncements, InboxItem, NewExecution,
+    PoolStats, Store, StoreError, Timer, TraceParent, Transition, prefix_range,
 };
 
 /// The `LISTEN` channel on which every new inbox request is announced; the payload is the
@@ -100,6 +100,17 @@ impl PostgresStore {
     /// The pool, e.g. to `LISTEN` on [`INBOX_CHANNEL`].
     pub fn pool(&self) -> &PgPool {
         &self.pool
+    }
+}
+
+/// `LISTEN` on [`INBOX_CHANNEL`].
+struct InboxListener(PgListener);
+
+#[async_trait]
+impl InboxAnnouncements for InboxListener {
+    async fn next(&mut self) -> Result<bool, StoreError> {
+        // `None`: the connection was lost, and sqlx has connected and listened again.
+        Ok(self.0.try_recv().await.map_err(db_error)?.is_some())
     }
 }
 
@@ -920,6 +931,16 @@ impl Store for PostgresStore {
         .await
         .map_err(db_error)?;
         Ok(rows)
+    }
+
+    async fn inbox_announcements(&self) -> Result<Option<Box<dyn InboxAnnouncements>>, StoreError> {
+        // A listener holds its connection for good: on a pool of its own, so the commits keep
+        // every connection of theirs.
+        let options = (*self.pool.connect_options()).clone();
+        let pool = PgPoolOptions::new().max_connections(1).connect_lazy_with(options);
+        let mut listener = PgListener::connect_with(&pool).await.map_err(db_error)?;
+        listener.listen(INBOX_CHANNEL).await.map_err(db_error)?;
+        Ok(Some(Box::new(InboxListener(listener))))
     }
 
     async fn get_execution(&self, id: Uuid) -> Result<Option<ExecutionRecord>, StoreError> {
