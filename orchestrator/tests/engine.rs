@@ -215,6 +215,53 @@ fn a_request_posted_elsewhere_is_delivered_by_its_announcement() {
     on_postgres(concat!(module_path!(), "::a_request_posted_elsewhere_is_delivered_by_its_announcement"), body);
 }
 
+/// The listener's connection dies (here killed by the server) and the request is posted
+/// while it is down or just after: the engine looks at the inbox once the listener is back,
+/// since announcements may have been missed. Polling is still once an hour, so nothing else
+/// can deliver the cancel.
+#[test]
+fn a_request_posted_while_the_listener_reconnects_is_delivered() {
+    async fn body(pool: sqlx::PgPool) {
+        let store: Arc<dyn Store> = Arc::new(sagaflow::store::postgres::PostgresStore::from_pool(pool.clone()));
+        let hour = Duration::from_secs(3600);
+        let owner_config =
+            EngineConfig { owner: "owner".into(), inbox_interval: hour, inbox_backstop: hour, ..config() };
+        let owner = Engine::new(store.clone(), Arc::new(Hang), owner_config);
+        owner.definitions().register("hang", DEFINITION).await.expect("register");
+        owner.spawn_loops();
+        let other_config =
+            EngineConfig { owner: "other".into(), inbox_interval: hour, inbox_backstop: hour, ..config() };
+        let other = Engine::new(store.clone(), Arc::new(Hang), other_config);
+        let started = owner
+            .start(StartRequest {
+                definition: "hang".into(),
+                version: None,
+                input: json!({ "n": 1 }),
+                execution_id: None,
+                idempotency_key: None,
+            })
+            .await
+            .expect("start");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let killed: Vec<bool> = sqlx::query_scalar(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+             WHERE datname = current_database() AND query ILIKE 'listen%'",
+        )
+        .fetch_all(&pool)
+        .await
+        .expect("terminate the listener's session");
+        assert_eq!(killed, vec![true], "exactly one listening session");
+        other
+            .request(started.id, sagaflow_language::interpreter::Event::Cancel { reason: Some("test".into()) })
+            .await
+            .expect("post the cancel");
+        let status = owner.wait(started.id, Duration::from_secs(20)).await.expect("wait");
+        assert_eq!(status, Status::Cancelled);
+        owner.shutdown().await;
+    }
+    on_postgres(concat!(module_path!(), "::a_request_posted_while_the_listener_reconnects_is_delivered"), body);
+}
+
 /// Runs `body` on a fresh, migrated PostgreSQL database (sqlx's test support, as the store
 /// suite uses it).
 fn on_postgres<Fut: std::future::Future<Output = ()>>(test_path: &'static str, body: fn(sqlx::PgPool) -> Fut) {

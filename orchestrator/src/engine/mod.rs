@@ -661,7 +661,8 @@ impl Engine {
     }
 
     /// Turn the store's announcements into wake-ups of the inbox loop. While the feed is
-    /// broken (the database unreachable), the inbox loop polls.
+    /// broken (the database unreachable), the inbox loop polls, and the feed is opened again
+    /// every second until it works.
     async fn announcement_loop(
         self,
         mut announcements: Box<dyn crate::store::InboxAnnouncements>,
@@ -675,18 +676,28 @@ impl Engine {
             };
             // A missed announcement (Ok(false)) is handled like one received: look now.
             wake.notify_one();
-            match next {
-                Ok(_) => listening.store(true, Ordering::Relaxed),
-                Err(e) => {
-                    if listening.swap(false, Ordering::Relaxed) {
-                        warn!(error = %e, "listening for inbox requests failed; polling until it recovers");
-                    }
-                    tokio::select! {
-                        _ = tokio::time::sleep(self.inner.config.inbox_interval.max(Duration::from_secs(1))) => {}
-                        _ = self.inner.cancel.cancelled() => return,
-                    }
+            let Err(e) = next else {
+                continue;
+            };
+            listening.store(false, Ordering::Relaxed);
+            warn!(error = %e, "listening for inbox requests failed; polling until it recovers");
+            // Not trusted again after an error: sqlx keeps a connection whose error it does
+            // not recognise as a lost connection, and would report it again forever.
+            announcements = loop {
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    _ = self.inner.cancel.cancelled() => return,
                 }
-            }
+                match self.inner.store.inbox_announcements().await {
+                    Ok(Some(announcements)) => break announcements,
+                    Ok(None) => return,
+                    Err(e) => debug!(error = %e, "listening for inbox requests again failed; retrying"),
+                }
+            };
+            listening.store(true, Ordering::Relaxed);
+            info!("listening for inbox requests again");
+            // Requests posted while nobody listened.
+            wake.notify_one();
         }
     }
 }
