@@ -610,17 +610,11 @@ impl Engine {
         // every 200 ms was five idle transactions a second per replica, most of the
         // background commits a lone saga's benchmark counted.
         let wake = Arc::new(Notify::new());
+        // Polled at `inbox_interval` until the listener is up.
         let listening = Arc::new(AtomicBool::new(false));
-        match self.inner.store.inbox_announcements().await {
-            Ok(Some(announcements)) => {
-                listening.store(true, Ordering::Relaxed);
-                let engine = self.clone();
-                let (wake, listening) = (wake.clone(), listening.clone());
-                self.inner.tracker.spawn(async move { engine.announcement_loop(announcements, wake, listening).await });
-            }
-            Ok(None) => {}
-            Err(e) => warn!(error = %e, "cannot listen for inbox requests; polling for them"),
-        }
+        let engine = self.clone();
+        let (announced, up) = (wake.clone(), listening.clone());
+        self.inner.tracker.spawn(async move { engine.announcement_loop(announced, up).await });
         let mut waiting_for_actor = false;
         // Requests posted while no replica listened: look once at start.
         wake.notify_one();
@@ -660,44 +654,54 @@ impl Engine {
         }
     }
 
-    /// Turn the store's announcements into wake-ups of the inbox loop. While the feed is
-    /// broken (the database unreachable), the inbox loop polls, and the feed is opened again
-    /// every second until it works.
-    async fn announcement_loop(
-        self,
-        mut announcements: Box<dyn crate::store::InboxAnnouncements>,
-        wake: Arc<Notify>,
-        listening: Arc<AtomicBool>,
-    ) {
+    /// Turn the store's announcements into wake-ups of the inbox loop, for as long as the
+    /// engine runs. While there is no feed (the database unreachable), the inbox loop polls,
+    /// and a feed is opened again every second until one works. A store that cannot announce
+    /// requests ends this at once.
+    async fn announcement_loop(self, wake: Arc<Notify>, listening: Arc<AtomicBool>) {
+        let mut failed = false;
         loop {
-            let next = tokio::select! {
-                next = announcements.next() => next,
+            let opened = tokio::select! {
+                opened = self.inner.store.inbox_announcements() => opened,
                 _ = self.inner.cancel.cancelled() => return,
             };
-            // A missed announcement (Ok(false)) is handled like one received: look now.
-            wake.notify_one();
-            let Err(e) = next else {
-                continue;
-            };
-            listening.store(false, Ordering::Relaxed);
-            warn!(error = %e, "listening for inbox requests failed; polling until it recovers");
-            // Not trusted again after an error: sqlx keeps a connection whose error it does
-            // not recognise as a lost connection, and would report it again forever.
-            announcements = loop {
-                tokio::select! {
-                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-                    _ = self.inner.cancel.cancelled() => return,
+            match opened {
+                Ok(None) => return,
+                Ok(Some(mut announcements)) => {
+                    listening.store(true, Ordering::Relaxed);
+                    if failed {
+                        info!("listening for inbox requests again");
+                    }
+                    // Requests posted while nobody listened.
+                    wake.notify_one();
+                    let error = loop {
+                        let next = tokio::select! {
+                            next = announcements.next() => next,
+                            _ = self.inner.cancel.cancelled() => return,
+                        };
+                        // A missed announcement (Ok(false)) is handled like one received.
+                        wake.notify_one();
+                        if let Err(e) = next {
+                            break e;
+                        }
+                    };
+                    // A feed is not trusted again after an error: sqlx keeps a connection
+                    // whose error it does not recognise as a lost connection (a reset one),
+                    // and would report that error forever.
+                    listening.store(false, Ordering::Relaxed);
+                    warn!(error = %error, "listening for inbox requests failed; polling until it recovers");
+                    failed = true;
                 }
-                match self.inner.store.inbox_announcements().await {
-                    Ok(Some(announcements)) => break announcements,
-                    Ok(None) => return,
-                    Err(e) => debug!(error = %e, "listening for inbox requests again failed; retrying"),
+                Err(e) if failed => debug!(error = %e, "listening for inbox requests again failed; retrying"),
+                Err(e) => {
+                    warn!(error = %e, "cannot listen for inbox requests; polling until it can");
+                    failed = true;
                 }
-            };
-            listening.store(true, Ordering::Relaxed);
-            info!("listening for inbox requests again");
-            // Requests posted while nobody listened.
-            wake.notify_one();
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                _ = self.inner.cancel.cancelled() => return,
+            }
         }
     }
 }
