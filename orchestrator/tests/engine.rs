@@ -173,22 +173,26 @@ impl Invoker for Hang {
     }
 }
 
-/// A request posted through another replica reaches the owner through PostgreSQL's `LISTEN`,
-/// not through polling: both replicas poll their inboxes once an hour, so only the
-/// announcement can deliver the cancel. (PostgreSQL only: SQLite announces nothing.)
-#[test]
-fn a_request_posted_elsewhere_is_delivered_by_its_announcement() {
-    async fn body(pool: sqlx::PgPool) {
+/// Two replicas on one PostgreSQL database, both polling their inboxes only once an hour, so
+/// that only an announcement can deliver a request: the owner runs an execution whose Task
+/// hangs, and the other replica is where requests are posted.
+struct TwoReplicas {
+    owner: Engine,
+    other: Engine,
+    execution: uuid::Uuid,
+}
+
+impl TwoReplicas {
+    async fn start(pool: sqlx::PgPool) -> TwoReplicas {
         let store: Arc<dyn Store> = Arc::new(sagaflow::store::postgres::PostgresStore::from_pool(pool));
         let hour = Duration::from_secs(3600);
-        let owner_config =
-            EngineConfig { owner: "owner".into(), inbox_interval: hour, inbox_backstop: hour, ..config() };
-        let owner = Engine::new(store.clone(), Arc::new(Hang), owner_config);
+        let replica = |name: &str| {
+            let config = EngineConfig { owner: name.into(), inbox_interval: hour, inbox_backstop: hour, ..config() };
+            Engine::new(store.clone(), Arc::new(Hang), config)
+        };
+        let (owner, other) = (replica("owner"), replica("other"));
         owner.definitions().register("hang", DEFINITION).await.expect("register");
         owner.spawn_loops();
-        let other_config =
-            EngineConfig { owner: "other".into(), inbox_interval: hour, inbox_backstop: hour, ..config() };
-        let other = Engine::new(store.clone(), Arc::new(Hang), other_config);
         let started = owner
             .start(StartRequest {
                 definition: "hang".into(),
@@ -200,49 +204,44 @@ fn a_request_posted_elsewhere_is_delivered_by_its_announcement() {
             .await
             .expect("start");
         // Give the owner's listener time to connect: the first look at the inbox happens
-        // at once, so a request posted before it listened would be found that way instead.
+        // once it is up, so a request posted before would be found that way instead.
         tokio::time::sleep(Duration::from_millis(500)).await;
-        assert_eq!(store.get_execution(started.id).await.expect("read").expect("row").status, Status::Running);
-        other
-            .request(started.id, sagaflow_language::interpreter::Event::Cancel { reason: Some("test".into()) })
+        let record = owner.store().get_execution(started.id).await.expect("read").expect("row");
+        assert_eq!(record.status, Status::Running);
+        TwoReplicas { owner, other, execution: started.id }
+    }
+
+    /// Cancel through the other replica; the status the owner reaches.
+    async fn cancel_elsewhere(&self) -> Status {
+        self.other
+            .request(self.execution, sagaflow_language::interpreter::Event::Cancel { reason: Some("test".into()) })
             .await
             .expect("post the cancel");
-        let status = owner.wait(started.id, Duration::from_secs(20)).await.expect("wait");
+        let status = self.owner.wait(self.execution, Duration::from_secs(20)).await.expect("wait");
+        self.owner.shutdown().await;
+        status
+    }
+}
+
+/// A request posted through another replica reaches the owner through PostgreSQL's `LISTEN`,
+/// not through polling. (PostgreSQL only: SQLite announces nothing.)
+#[test]
+fn a_request_posted_elsewhere_is_delivered_by_its_announcement() {
+    async fn body(pool: sqlx::PgPool) {
+        let replicas = TwoReplicas::start(pool).await;
         // A readonly Task has nothing to compensate: a cancel ends it CANCELLED.
-        assert_eq!(status, Status::Cancelled);
-        owner.shutdown().await;
+        assert_eq!(replicas.cancel_elsewhere().await, Status::Cancelled);
     }
     on_postgres(concat!(module_path!(), "::a_request_posted_elsewhere_is_delivered_by_its_announcement"), body);
 }
 
 /// The listener's connection dies (here killed by the server) and the request is posted
 /// while it is down or just after: the engine looks at the inbox once the listener is back,
-/// since announcements may have been missed. Polling is still once an hour, so nothing else
-/// can deliver the cancel.
+/// since announcements may have been missed.
 #[test]
 fn a_request_posted_while_the_listener_reconnects_is_delivered() {
     async fn body(pool: sqlx::PgPool) {
-        let store: Arc<dyn Store> = Arc::new(sagaflow::store::postgres::PostgresStore::from_pool(pool.clone()));
-        let hour = Duration::from_secs(3600);
-        let owner_config =
-            EngineConfig { owner: "owner".into(), inbox_interval: hour, inbox_backstop: hour, ..config() };
-        let owner = Engine::new(store.clone(), Arc::new(Hang), owner_config);
-        owner.definitions().register("hang", DEFINITION).await.expect("register");
-        owner.spawn_loops();
-        let other_config =
-            EngineConfig { owner: "other".into(), inbox_interval: hour, inbox_backstop: hour, ..config() };
-        let other = Engine::new(store.clone(), Arc::new(Hang), other_config);
-        let started = owner
-            .start(StartRequest {
-                definition: "hang".into(),
-                version: None,
-                input: json!({ "n": 1 }),
-                execution_id: None,
-                idempotency_key: None,
-            })
-            .await
-            .expect("start");
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        let replicas = TwoReplicas::start(pool.clone()).await;
         let killed: Vec<bool> = sqlx::query_scalar(
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
              WHERE datname = current_database() AND query ILIKE 'listen%'",
@@ -251,13 +250,7 @@ fn a_request_posted_while_the_listener_reconnects_is_delivered() {
         .await
         .expect("terminate the listener's session");
         assert_eq!(killed, vec![true], "exactly one listening session");
-        other
-            .request(started.id, sagaflow_language::interpreter::Event::Cancel { reason: Some("test".into()) })
-            .await
-            .expect("post the cancel");
-        let status = owner.wait(started.id, Duration::from_secs(20)).await.expect("wait");
-        assert_eq!(status, Status::Cancelled);
-        owner.shutdown().await;
+        assert_eq!(replicas.cancel_elsewhere().await, Status::Cancelled);
     }
     on_postgres(concat!(module_path!(), "::a_request_posted_while_the_listener_reconnects_is_delivered"), body);
 }
