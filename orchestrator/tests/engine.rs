@@ -47,19 +47,22 @@ async fn sqlite_store(dir: &std::path::Path) -> Arc<dyn Store> {
     Arc::new(store)
 }
 
+/// Starts `definition` with a small input; its id.
+async fn start(engine: &Engine, definition: &str) -> uuid::Uuid {
+    let request = StartRequest {
+        definition: definition.into(),
+        version: None,
+        input: json!({ "n": 1 }),
+        execution_id: None,
+        idempotency_key: None,
+    };
+    engine.start(request).await.expect("start").id
+}
+
 /// Starts `definition` with a small input and waits for the execution to settle.
 async fn run_to_the_end(engine: &Engine, definition: &str) -> (uuid::Uuid, Status) {
-    let started = engine
-        .start(StartRequest {
-            definition: definition.into(),
-            version: None,
-            input: json!({ "n": 1 }),
-            execution_id: None,
-            idempotency_key: None,
-        })
-        .await
-        .expect("start");
-    (started.id, engine.wait(started.id, Duration::from_secs(10)).await.expect("wait"))
+    let id = start(engine, definition).await;
+    (id, engine.wait(id, Duration::from_secs(10)).await.expect("wait"))
 }
 
 #[tokio::test]
@@ -193,22 +196,13 @@ impl TwoReplicas {
         let (owner, other) = (replica("owner"), replica("other"));
         owner.definitions().register("hang", DEFINITION).await.expect("register");
         owner.spawn_loops();
-        let started = owner
-            .start(StartRequest {
-                definition: "hang".into(),
-                version: None,
-                input: json!({ "n": 1 }),
-                execution_id: None,
-                idempotency_key: None,
-            })
-            .await
-            .expect("start");
+        let execution = start(&owner, "hang").await;
         // Give the owner's listener time to connect: the first look at the inbox happens
         // once it is up, so a request posted before would be found that way instead.
         tokio::time::sleep(Duration::from_millis(500)).await;
-        let record = owner.store().get_execution(started.id).await.expect("read").expect("row");
+        let record = owner.store().get_execution(execution).await.expect("read").expect("row");
         assert_eq!(record.status, Status::Running);
-        TwoReplicas { owner, other, execution: started.id }
+        TwoReplicas { owner, other, execution }
     }
 
     /// Cancel through the other replica; the status the owner reaches.
